@@ -1,0 +1,1 @@
+"""The control plane: one ASGI app served on the unix socket and on [control].http."""

@@ -1,0 +1,225 @@
+"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown.
+
+Built by `create_app(control)`; the daemon serves it with uvicorn on its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sentinel import __version__
+from sentinel.errors import ConfigError, NoSuchProcess
+from sentinel.events import ConfigReloaded, Event, EventBus
+from sentinel.model import parse_signal
+from sentinel.process import ProcessDriver
+from sentinel.supervisor import Supervisor
+
+TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
+
+
+class Control(Protocol):
+    """What the API needs from the daemon."""
+
+    supervisor: Supervisor
+    bus: EventBus
+    closing: asyncio.Event  # set when the daemon shuts down: ends the streams
+
+    @property
+    def recent(self) -> Sequence[Event]:
+        """The last events, oldest first."""
+
+    async def reload(self) -> ConfigReloaded: ...
+
+    def request_shutdown(self) -> None: ...
+
+
+class _Endpoints:
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def driver_of(self, request: Request) -> ProcessDriver:
+        return self.control.supervisor.select([request.path_params["name"]])[0]
+
+    async def healthz(self, _: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def programs(self, _: Request) -> Response:
+        drivers = self.control.supervisor.select(["all"])
+        return JSONResponse([d.status() for d in drivers])
+
+    async def program(self, request: Request) -> Response:
+        return JSONResponse(self.driver_of(request).status())
+
+    async def command(self, request: Request) -> Response:
+        params = request.path_params
+        if "name" in params:
+            selection = params["name"]
+        elif "group" in params:
+            selection = f"{params['group']}:*"
+        else:
+            selection = "all"
+        drivers = self.control.supervisor.select([selection])
+        wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
+        sup = self.control.supervisor
+        action = params["action"]
+        if action not in _ACTIONS:
+            return _error(404, f"no such command: {action} (one of {', '.join(_ACTIONS)})")
+        if action == "signal":
+            sig = await _requested_signal(request)
+            for driver in drivers:
+                driver.send_signal(sig)
+            results = {d.name: d.pid is not None for d in drivers}
+        elif action == "start":
+            results = await sup.start(drivers, wait)
+        elif action == "stop":
+            results = await sup.stop(drivers, wait)
+        else:
+            results = await sup.restart(drivers, wait)
+        return JSONResponse(
+            {
+                "ok": all(results.values()),
+                "results": results,
+                "processes": [d.status() for d in drivers],
+            }
+        )
+
+    async def read_log(self, request: Request) -> Response:
+        capture = self.driver_of(request).log(request.query_params.get("stream", "stdout"))
+        if capture is None:
+            return _error(404, 'this process\'s output is not captured (path = "none")')
+        offset = int(request.query_params.get("offset", -TAIL_BYTES))
+        length = int(request.query_params.get("length", 0))
+        data, end = capture.read(offset, length)
+        return Response(
+            data, media_type="application/octet-stream", headers={"X-Log-Offset": str(end)}
+        )
+
+    async def follow_log(self, request: Request) -> Response:
+        driver = self.driver_of(request)
+        capture = driver.log(request.query_params.get("stream", "stdout"))
+        if capture is None:
+            return _error(404, 'this process\'s output is not captured (path = "none")')
+
+        async def chunks() -> AsyncIterator[str]:
+            data, offset = capture.read(-TAIL_BYTES, 0)
+            written = capture.written
+            yield _sse({"data": data.decode(errors="replace")})
+            while not self.control.closing.is_set():
+                waiting = asyncio.ensure_future(capture.wait_written(written))
+                closing = asyncio.ensure_future(self.control.closing.wait())
+                await asyncio.wait([waiting, closing], return_when=asyncio.FIRST_COMPLETED)
+                closing.cancel()
+                if not waiting.done():
+                    waiting.cancel()
+                    return
+                written = waiting.result()
+                data, new_offset = capture.read(offset, 0)
+                if new_offset < offset:  # rotated: the current file starts over
+                    data, new_offset = capture.read(0, 0)
+                offset = new_offset
+                if data:
+                    yield _sse({"data": data.decode(errors="replace")})
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    async def events(self, request: Request) -> Response:
+        """SSE: the last `history` events, then (unless follow=false) every new one."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
+        history = int(request.query_params.get("history", 0))
+        follow = request.query_params.get("follow", "true").lower() not in ("false", "0", "no")
+
+        def enqueue(event: Event) -> None:
+            if not queue.full():  # a reader that cannot keep up loses events, not the daemon
+                queue.put_nowait(event)
+
+        async def stream() -> AsyncIterator[str]:
+            unsubscribe = self.control.bus.subscribe(enqueue)
+            try:
+                yield ": connected\n\n"
+                for event in list(self.control.recent)[-history:] if history > 0 else ():
+                    yield _sse(event.to_dict(), event.kind)
+                while follow and not self.control.closing.is_set():
+                    getting = asyncio.ensure_future(queue.get())
+                    closing = asyncio.ensure_future(self.control.closing.wait())
+                    await asyncio.wait([getting, closing], return_when=asyncio.FIRST_COMPLETED)
+                    closing.cancel()
+                    if not getting.done():
+                        getting.cancel()
+                        return
+                    event = getting.result()
+                    yield _sse(event.to_dict(), event.kind)
+            finally:
+                unsubscribe()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def reload(self, _: Request) -> Response:
+        try:
+            result = await self.control.reload()
+        except ConfigError as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse(result.to_dict())
+
+    async def shutdown(self, _: Request) -> Response:
+        self.control.request_shutdown()
+        return JSONResponse({"ok": True}, status_code=202)
+
+
+def create_app(control: Control) -> Starlette:
+    e = _Endpoints(control)
+    commands = "{action:str}"
+    routes = [
+        Route("/healthz", e.healthz),
+        Route("/api/v1/programs", e.programs),
+        Route("/api/v1/programs/{name:str}", e.program),
+        Route("/api/v1/programs/{name:str}/log", e.read_log),
+        Route("/api/v1/programs/{name:str}/log/follow", e.follow_log),
+        Route("/api/v1/programs/{name:str}/" + commands, e.command, methods=["POST"]),
+        Route("/api/v1/groups/{group:str}/" + commands, e.command, methods=["POST"]),
+        Route("/api/v1/all/" + commands, e.command, methods=["POST"]),
+        Route("/api/v1/events", e.events),
+        Route("/api/v1/reload", e.reload, methods=["POST"]),
+        Route("/api/v1/shutdown", e.shutdown, methods=["POST"]),
+    ]
+    handlers = {
+        NoSuchProcess: lambda _, exc: _error(404, str(exc)),
+        _BadRequest: lambda _, exc: _error(400, str(exc)),
+    }
+    return Starlette(routes=routes, exception_handlers=handlers)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+_ACTIONS = ("start", "stop", "restart", "signal")
+
+
+async def _requested_signal(request: Request) -> signal.Signals:
+    name = request.query_params.get("signal")
+    if name is None and await request.body():
+        name = (await request.json()).get("signal")
+    if not name:
+        raise _BadRequest('name the signal: ?signal=HUP or {"signal": "HUP"}')
+    try:
+        return parse_signal(name.upper() if not name.isdigit() else int(name))
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def _sse(data: object, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n"

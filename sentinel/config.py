@@ -1,0 +1,247 @@
+"""TOML -> model: includes, ${VAR} expansion, validation, and errors a user can act on.
+
+`load(path)` returns a `Config` or raises `ConfigError` listing every problem found, each
+naming the file, the dotted key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sentinel.errors import ConfigError, ConfigProblem
+from sentinel.model import Config, ConfigFile, LogSpec, ProcessSpec, Program, expand_instance
+
+DEFAULT_LOCATIONS = (Path("sentinel.toml"), Path("/etc/sentinel/sentinel.toml"))
+_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def find_config(explicit: str | os.PathLike[str] | None) -> Path:
+    """-c FILE, else ./sentinel.toml, else /etc/sentinel/sentinel.toml."""
+    if explicit is not None:
+        return Path(explicit)
+    for candidate in DEFAULT_LOCATIONS:
+        if candidate.exists():
+            return candidate
+    raise ConfigError(
+        [
+            ConfigProblem(
+                str(DEFAULT_LOCATIONS[0]),
+                "",
+                "no config file found "
+                "(give one with -c FILE, or create ./sentinel.toml or "
+                "/etc/sentinel/sentinel.toml)",
+            )
+        ]
+    )
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand, merge and validate a config file and its includes."""
+    path = Path(path).absolute()
+    env = os.environ if environ is None else environ
+    problems: list[ConfigProblem] = []
+    document = _read(path, env, problems)
+    if document is None:
+        raise ConfigError(problems)
+    origin: dict[str, Path] = dict.fromkeys(document.get("programs", {}), path)
+    for included in _included_files(path, document.get("include"), problems):
+        _merge_include(document, included, _read(included, env, problems), origin, problems)
+    try:
+        parsed = ConfigFile.model_validate(document)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc, path, origin))
+    if problems:
+        raise ConfigError(problems)
+    return _resolve(path, parsed, origin)
+
+
+def _read(
+    path: Path, env: Mapping[str, str], problems: list[ConfigProblem]
+) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        problems.append(ConfigProblem(str(path), "", f"cannot read: {exc.strerror}"))
+        return None
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(ConfigProblem(str(path), "", f"invalid TOML: {exc}"))
+        return None
+    expanded: dict[str, Any] = _expand(raw, env, str(path), "", problems)
+    return expanded
+
+
+def _expand(
+    value: Any, env: Mapping[str, str], file: str, key: str, problems: list[ConfigProblem]
+) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string; $$ is a literal $."""
+    if isinstance(value, dict):
+        return {
+            k: _expand(v, env, file, f"{key}.{k}" if key else k, problems) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand(v, env, file, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match[1]:
+            return "$"
+        name, default = match[2], match[3]
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(
+            ConfigProblem(
+                file,
+                key,
+                f"environment variable {name} is not set "
+                f"(give a default with ${{{name}:-default}})",
+            )
+        )
+        return ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def _included_files(main: Path, patterns: object, problems: list[ConfigProblem]) -> list[Path]:
+    if patterns is None:
+        return []
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        problems.append(
+            ConfigProblem(
+                str(main),
+                "include",
+                f'expected a list of glob patterns like ["conf.d/*.toml"], got {patterns!r}',
+            )
+        )
+        return []
+    files: list[Path] = []
+    for pattern in patterns:
+        full = Path(pattern) if Path(pattern).is_absolute() else main.parent / pattern
+        files.extend(Path(p) for p in sorted(glob.glob(str(full))) if Path(p) != main)
+    return files
+
+
+def _merge_include(
+    document: dict[str, Any],
+    path: Path,
+    included: dict[str, Any] | None,
+    origin: dict[str, Path],
+    problems: list[ConfigProblem],
+) -> None:
+    """An included file adds programs; one program per file is how ops teams deploy."""
+    if included is None:
+        return
+    for key in included:
+        if key != "programs":
+            problems.append(
+                ConfigProblem(
+                    str(path), key, "only [programs.*] tables may be set in an included file"
+                )
+            )
+    programs = document.setdefault("programs", {})
+    for name, body in included.get("programs", {}).items():
+        if name in programs:
+            problems.append(
+                ConfigProblem(str(path), f"programs.{name}", f"already defined in {origin[name]}")
+            )
+            continue
+        programs[name] = body
+        origin[name] = path
+
+
+def _problems_from(
+    exc: ValidationError, main: Path, origin: dict[str, Path]
+) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"] if part != "[key]"]
+        file = origin.get(loc[1], main) if len(loc) > 1 and loc[0] == "programs" else main
+        problems.append(ConfigProblem(str(file), _key_path(loc), _describe(error)))
+    return problems
+
+
+def _key_path(loc: list[str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return message
+    message = message[0].lower() + message[1:]
+    return f"expected {message.removeprefix('input should be ')}, got {error['input']!r}"
+
+
+def _resolve(path: Path, parsed: ConfigFile, origin: dict[str, Path]) -> Config:
+    base = path.parent
+    log_dir = base / parsed.sentinel.log_dir
+    processes: list[ProcessSpec] = []
+    problems: list[ConfigProblem] = []
+    for program_name, program in parsed.programs.items():
+        for instance in range(program.instances):
+            name = program_name if program.instances == 1 else f"{program_name}_{instance}"
+            settings = Program.model_validate(expand_instance(program.model_dump(), instance))
+            if settings.directory is not None:
+                settings = settings.model_copy(update={"directory": str(base / settings.directory)})
+            processes.append(
+                ProcessSpec(
+                    name=name,
+                    program=program_name,
+                    group=program.group or program_name,
+                    instance=instance,
+                    settings=settings,
+                    stdout_log=_log_path(settings.stdout, base, log_dir, name, "stdout"),
+                    stderr_log=None
+                    if settings.redirect_stderr
+                    else _log_path(settings.stderr, base, log_dir, name, "stderr"),
+                )
+            )
+    seen: dict[str, str] = {}
+    for spec in processes:
+        if spec.name in seen:
+            problems.append(
+                ConfigProblem(
+                    str(origin[spec.program]),
+                    f"programs.{spec.program}",
+                    f"process name {spec.name!r} clashes with program {seen[spec.name]!r}",
+                )
+            )
+        seen[spec.name] = spec.program
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        sentinel=parsed.sentinel,
+        control=parsed.control,
+        processes=tuple(processes),
+        log_dir=log_dir,
+        state_dir=base / parsed.sentinel.state_dir,
+        socket_path=base / parsed.control.socket,
+    )
+
+
+def _log_path(spec: LogSpec, base: Path, log_dir: Path, name: str, stream: str) -> Path | None:
+    if spec.path == "none":
+        return None
+    if spec.path == "auto":
+        return log_dir / f"{name}.{stream}.log"
+    return base / spec.path

@@ -1,0 +1,202 @@
+"""Wiring: builds the supervisor, the event bus, the reaper and the control plane, then runs
+the event loop until SIGTERM/SIGINT (stop everything, exit 0). SIGHUP reloads the config.
+
+Start-up order: validate the config, open the control socket (and [control].http), then
+start programs in priority order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sentinel import __version__
+from sentinel.api.app import create_app
+from sentinel.api.serve import ControlServer
+from sentinel.config import find_config, load
+from sentinel.errors import ConfigError
+from sentinel.events import (
+    BackoffStarted,
+    ConfigReloaded,
+    Event,
+    EventBus,
+    Fatal,
+    Restart,
+    StateChanged,
+)
+from sentinel.logsetup import configure_logging
+from sentinel.model import Config
+from sentinel.reaper import ChildReaper, children_of_daemon
+from sentinel.supervisor import Supervisor
+
+log = logging.getLogger("sentinel")
+RECENT_EVENTS = 1000
+
+
+class Daemon:
+    """The running daemon; also the `Control` the API talks to."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bus = EventBus()
+        self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
+        self._shutdown_requested = asyncio.Event()
+        self._reaper = ChildReaper()
+        self.supervisor = Supervisor(config, self.bus, self._reaper)
+        self._reload_lock = asyncio.Lock()
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
+        self.bus.subscribe(log_event)
+        self.bus.subscribe(self.recent.append)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._reaper.install()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        server = ControlServer(create_app(self), list(self._bind()))
+        await server.start()
+        log.info(
+            "sentinel %s: control socket %s%s; %d processes",
+            __version__,
+            self.config.socket_path,
+            f", http://{self.config.control.http}" if self.config.control.http else "",
+            len(self.config.processes),
+        )
+        try:
+            await self.supervisor.start_autostart()
+            await self._shutdown_requested.wait()
+            log.info("shutting down: stopping all processes")
+            await self.supervisor.stop_all()
+        finally:
+            self.closing.set()
+            await server.stop()
+            for driver in self.supervisor.drivers.values():
+                await driver.aclose()
+            _kill_leftovers()
+            self._reaper.reap()
+            self._reaper.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.config.socket_path.unlink()
+        log.info("sentinel stopped")
+        return 0
+
+    def request_shutdown(self) -> None:
+        self._shutdown_requested.set()
+
+    async def reload(self) -> ConfigReloaded:
+        """Re-read the config; a bad one is rejected and the running set is left untouched."""
+        async with self._reload_lock:
+            try:
+                new = load(self.config.path)
+            except ConfigError as exc:
+                log.error("reload rejected, keeping the running config:\n%s", exc)
+                self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
+                raise
+            if (new.control, new.socket_path) != (self.config.control, self.config.socket_path):
+                log.warning("[control] changed: it takes effect when sentinel restarts")
+            configure_logging(new.sentinel.log_level, new.sentinel.log_format)
+            self.config = new
+            return await self.supervisor.reload(new)
+
+    def _reload_on_signal(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged in reload
+
+    def _bind(self) -> Iterator[socket.socket]:
+        path = self.config.socket_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_socket(path)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o777 & ~self.config.control.socket_mode)  # no window at 0666
+        try:
+            unix.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, self.config.control.socket_mode)
+        unix.listen(128)
+        yield unix
+        address = self.config.control.http_host_port
+        if address is not None:
+            yield socket.create_server(address, reuse_port=False, backlog=128)
+
+
+def _remove_stale_socket(path: Path) -> None:
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)  # left by a sentinel that died
+        return
+    finally:
+        probe.close()
+    raise ConfigError.single(str(path), "control.socket", "another sentinel is running on it")
+
+
+def _kill_leftovers() -> None:
+    """As subreaper, anything still a child of ours now would outlive us: kill it."""
+    for pid in children_of_daemon():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            log.warning("killed leftover process %d", pid)
+    for pid in children_of_daemon():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def log_event(event: Event) -> None:
+    """Every state change and restart goes to sentinel's log, with its reason."""
+    fields: dict[str, Any] = {"fields": event.to_dict()}
+    if isinstance(event, StateChanged):
+        log.info(
+            "%s: %s -> %s (%s)",
+            event.process,
+            event.old.name,
+            event.new.name,
+            event.reason,
+            extra=fields,
+        )
+    elif isinstance(event, Restart):
+        log.info(
+            "%s: restart #%d, reason %s%s",
+            event.process,
+            event.restarts,
+            event.reason.value,
+            f": {event.detail}" if event.detail else "",
+            extra=fields,
+        )
+    elif isinstance(event, BackoffStarted):
+        log.info(
+            "%s: backoff attempt %d, %.3gs", event.process, event.attempt, event.delay, extra=fields
+        )
+    elif isinstance(event, Fatal):
+        log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
+    elif isinstance(event, ConfigReloaded) and event.ok:
+        log.info(
+            "config reloaded: added %s, removed %s, changed %s",
+            list(event.added),
+            list(event.removed),
+            list(event.changed),
+            extra=fields,
+        )
+
+
+def run(config_path: str | None) -> int:
+    config = load(find_config(config_path))
+    configure_logging(config.sentinel.log_level, config.sentinel.log_format)
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> int:
+        return await Daemon(config).run()
+
+    return asyncio.run(main())

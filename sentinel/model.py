@@ -1,0 +1,350 @@
+"""Frozen, validated config models: what a config file means once it has been read.
+
+Every model forbids unknown keys and is immutable; `config.py` turns TOML into these and turns
+pydantic's errors into `ConfigError`s that name the file and the key path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import re
+import shlex
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+def parse_duration(value: object) -> float:
+    """A duration in seconds, from "250ms", "10s", "5m", "1h", "1d" or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f'expected a duration like "10s", got {value!r}')
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"expected a duration of zero or more, got {value!r}")
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'expected a duration like "250ms", "10s", "5m" or "1h", got {value!r}')
+    return float(match[1]) * _DURATION_UNITS[match[2]]
+
+
+def parse_size(value: object) -> int:
+    """A size in bytes, from "50MB", "1GiB" or a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'expected a size like "50MB", "1GiB" or a number of bytes, got {value!r}')
+    return int(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
+
+
+def parse_signal(value: object) -> signal.Signals:
+    """A signal, from "TERM", "SIGTERM" or a number."""
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return signal.Signals(value)
+        if isinstance(value, str):
+            name = value.strip().upper()
+            return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError):
+        pass
+    raise ValueError(f'expected a signal name like "TERM", "INT", "QUIT" or "HUP", got {value!r}')
+
+
+def parse_umask(value: object) -> int | None:
+    """A umask: "022" (octal, as in supervisord and the shell) or an integer."""
+    if value is None:
+        return None
+    try:
+        mask = int(value, 8) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        mask = -1
+    if not 0 <= mask <= 0o777 or isinstance(value, bool):
+        raise ValueError(f'expected an octal umask like "022", got {value!r}')
+    return mask
+
+
+def parse_command(value: object) -> object:
+    """A command given as a string is split like a shell would (no shell runs)."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split the command: {exc}") from exc
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SentinelSection(Frozen):
+    log_dir: str = "logs"
+    state_dir: str = "state"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+
+class ControlSection(Frozen):
+    socket: str = "sentinel.sock"
+    socket_mode: Annotated[int, BeforeValidator(parse_umask)] = 0o600  # octal, like umask
+    http: str | None = None
+
+    @field_validator("http")
+    @classmethod
+    def _loopback_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'expected "HOST:PORT" like "127.0.0.1:9001", got {value!r}')
+        # Until users and roles exist, the HTTP listener must not be reachable from the network.
+        if host != "localhost":
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(
+                    f"{host!r} is not a loopback address: sentinel refuses to serve its control "
+                    'API on the network without users; use "127.0.0.1:PORT"'
+                )
+        return value
+
+    @property
+    def http_host_port(self) -> tuple[str, int] | None:
+        if self.http is None:
+            return None
+        host, _, port = self.http.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class LogSpec(Frozen):
+    path: str = "auto"  # "auto": <log_dir>/<process>.<stream>.log; "none": discard; else a file
+    max_bytes: Size = 50 * 10**6
+    backups: int = Field(default=10, ge=0)
+
+
+class Backoff(Frozen):
+    initial: Duration = 1.0
+    max: Duration = 60.0
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    reset_after: Duration = 60.0
+
+
+def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
+    """HTTP statuses: "200-399", "200,204,300-399", 200 or a list of those."""
+    items = value if isinstance(value, list) else [value]
+    ranges: list[tuple[int, int]] = []
+    for item in items:
+        for part in str(item).split(","):
+            low, _, high = part.strip().partition("-")
+            if not low.isdigit() or not (high or low).isdigit():
+                raise ValueError(
+                    f'expected HTTP statuses like "200-399" or "200,204", got {value!r}'
+                )
+            ranges.append((int(low), int(high or low)))
+    if not ranges or any(not 100 <= lo <= hi <= 599 for lo, hi in ranges):
+        raise ValueError(f"expected HTTP statuses between 100 and 599, got {value!r}")
+    return tuple(ranges)
+
+
+class HttpCheck(Frozen):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, str] = {}
+    expect_status: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)] = (
+        (200, 399),
+    )
+    body_contains: str | None = None
+    body_regex: str | None = None
+    tls_verify: bool = True
+
+    @field_validator("body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"expected a regular expression: {exc}") from None
+        return value
+
+
+class TcpCheck(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    send: str | None = None  # written after connecting
+    expect: str | None = None  # must appear in what comes back
+
+
+class ExecCheck(Frozen):
+    command: Annotated[list[str] | None, BeforeValidator(parse_command)] = None
+    check: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")  # a bundled check
+    args: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ExecCheck:
+        if (self.command is None) == (self.check is None):
+            raise ValueError(
+                'expected exactly one of "command" (argv) or "check" (a bundled check)'
+            )
+        if self.command is not None and (not self.command or self.args):
+            raise ValueError('"command" is a non-empty argv; "args" goes with "check"')
+        return self
+
+
+class Probe(Frozen):
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    exec: ExecCheck | None = None
+    initial_delay: Duration = 0.0
+    period: Duration = 10.0
+    timeout: Duration = 1.0
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Probe:
+        if sum(c is not None for c in (self.http, self.tcp, self.exec)) != 1:
+            raise ValueError("expected exactly one check: http, tcp or exec")
+        if self.period <= 0 or self.timeout <= 0:
+            raise ValueError("period and timeout must be more than zero")
+        return self
+
+
+class Program(Frozen):
+    command: Annotated[list[str], BeforeValidator(parse_command)] = Field(min_length=1)
+    directory: str | None = None
+    environment: dict[str, str] = {}
+    user: str | None = None
+    umask: Annotated[int | None, BeforeValidator(parse_umask)] = None
+    instances: int = Field(default=1, ge=1, le=10000)
+    priority: int = 999
+    group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    autostart: bool = True
+    autorestart: Literal["always", "on-failure", "never"] = "on-failure"
+    exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = [0]
+    start_seconds: Duration = 1.0
+    start_retries: int = Field(default=3, ge=0)
+    stop_signal: Annotated[signal.Signals, BeforeValidator(parse_signal)] = signal.SIGTERM
+    stop_timeout: Duration = 10.0
+    stdout: LogSpec = LogSpec()
+    stderr: LogSpec = LogSpec()
+    redirect_stderr: bool = False
+    backoff: Backoff = Backoff()
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise ValueError("expected a command: a non-empty list of strings or a string")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user_exists(cls, value: str | None) -> str | None:
+        if value is not None:
+            lookup_user(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who a child runs as: the user's uid, primary gid and supplementary groups."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def lookup_user(user: str) -> Account:
+    """Resolve a user name or uid like supervisord does (primary and supplementary groups)."""
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, OverflowError):
+        raise ValueError(f"expected an existing user name or uid, got {user!r}") from None
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+
+
+class ConfigFile(Frozen):
+    """The top level of a sentinel TOML file."""
+
+    include: list[str] = []
+    sentinel: SentinelSection = SentinelSection()
+    control: ControlSection = ControlSection()
+    programs: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Program] = {}
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to supervise: its program's settings, {instance} expanded, paths resolved."""
+
+    name: str  # "web", or "web_0".."web_{n-1}" when the program has instances > 1
+    program: str
+    group: str
+    instance: int
+    settings: Program
+    stdout_log: Path | None  # None: discarded
+    stderr_log: Path | None  # None: discarded, or in the stdout log when redirect_stderr
+
+    @property
+    def priority(self) -> int:
+        return self.settings.priority
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: where it came from, the daemon's settings and every process."""
+
+    path: Path
+    sentinel: SentinelSection
+    control: ControlSection
+    processes: tuple[ProcessSpec, ...]
+    log_dir: Path
+    state_dir: Path
+    socket_path: Path
+
+    def process(self, name: str) -> ProcessSpec | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+
+def expand_instance(value: Any, instance: int) -> Any:
+    """Replace {instance} in every string of a nested value."""
+    if isinstance(value, str):
+        return value.replace("{instance}", str(instance))
+    if isinstance(value, list):
+        return [expand_instance(v, instance) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_instance(v, instance) for k, v in value.items()}
+    return value

@@ -1,0 +1,95 @@
+"""Reaping children on SIGCHLD, on the event loop: exit detection without a tick or a thread.
+
+sentinel is a child subreaper, so a grandchild whose parent exits is re-parented to sentinel
+instead of init: it is reaped here, and `children_of_daemon` can find it to kill it on stop.
+One mechanism serves both: a SIGCHLD wakes the loop, `waitpid(-1)` collects every exit, and
+each is handed to whoever registered its pid. This module owns waitpid for the daemon: nothing
+else in the daemon may wait for children (no asyncio child watchers, no subprocess.run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+ExitCallback = Callable[[int], None]  # receives the exit code; negative: killed by that signal
+
+
+def become_subreaper() -> bool:
+    """Ask the kernel to re-parent orphaned descendants to this process (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+class ChildReaper:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._callbacks: dict[int, ExitCallback] = {}
+
+    def install(self) -> None:
+        if not become_subreaper():
+            log.warning("cannot become a child subreaper: escaped grandchildren go to init")
+        self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.reap()  # children that exited before the handler was in place
+
+    def close(self) -> None:
+        self._loop.remove_signal_handler(signal.SIGCHLD)
+
+    def watch(self, pid: int, callback: ExitCallback) -> None:
+        """Call `callback(exit_code)` when `pid` exits. Register right after spawning, before
+        awaiting anything, so the exit cannot be reaped first."""
+        self._callbacks[pid] = callback
+
+    def orphans(self) -> set[int]:
+        """Children nobody spawned: descendants re-parented here after their parent exited."""
+        return children_of_daemon() - self._callbacks.keys()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            callback = self._callbacks.pop(pid, None)
+            if callback is None:
+                log.debug("reaped orphan %d (exit %d)", pid, code)
+                continue
+            try:
+                callback(code)
+            except Exception:
+                log.exception("exit callback for pid %d failed", pid)
+
+
+def children_of_daemon() -> set[int]:
+    """Direct children of this process, escaped grandchildren included (they were re-parented)."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return pids
+
+
+def environment_of(pid: int) -> dict[bytes, bytes]:
+    """The environment a process started with ({} if it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}

@@ -1,0 +1,191 @@
+"""A real `sentinel run` in a subprocess, with its API and event stream at hand."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+Event = dict[str, Any]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; only for what emits no event."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def child(code: str) -> list[str]:
+    """A real child process: the Python interpreter running `code` (trio's way)."""
+    return [sys.executable, "-u", "-c", textwrap.dedent(code)]
+
+
+class SentinelProcess:
+    """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream."""
+
+    def __init__(self, directory: Path, config: str) -> None:
+        self.directory = directory
+        self.config_path = directory / "sentinel.toml"
+        self.config_path.write_text(textwrap.dedent(config))
+        self.socket = directory / "sentinel.sock"
+        self.stderr_path = directory / "sentinel.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[Event] = []
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._reader: threading.Thread | None = None
+
+    # --- life -------------------------------------------------------------------------------
+
+    def start(self) -> SentinelProcess:
+        with self.stderr_path.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sentinel", "run", "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=self.directory,
+            )  # fmt: skip
+        wait_until(self._answers, what="the control socket")
+        self._reader = threading.Thread(target=self._read_events, daemon=True)
+        self._reader.start()
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sentinel exited with {self.proc.returncode}:\n{self.log()}")
+        # A plain connect first: httpx leaks the socket of a failed unix-socket connect.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return self.api("GET", "/healthz").status_code == 200
+
+    def terminate(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(timeout)
+        while (event := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
+            self.events.append(event)  # the stream's last events, up to its end
+        return code
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    # --- talking to it ----------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, base_url="http://sentinel", timeout=60) as client:
+            return client.request(method, path, **kwargs)
+
+    def status(self, name: str) -> dict[str, Any]:
+        response = self.api("GET", f"/api/v1/programs/{name}")
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sentinel", *args, "-s", str(self.socket)],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _read_events(self) -> None:
+        params = {"history": "1000"}  # replays what happened before this reader connected
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        try:
+            with (
+                httpx.Client(
+                    transport=transport, base_url="http://sentinel", timeout=None
+                ) as client,
+                client.stream("GET", "/api/v1/events", params=params) as response,
+            ):
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        self._queue.put(json.loads(line[6:]))
+        except httpx.TransportError:
+            pass
+        finally:
+            self._queue.put(None)
+
+    def wait_event(self, match: Callable[[Event], bool], timeout: float = 10.0) -> Event:
+        """The first event (seen before or arriving now) that matches; fails after `timeout`."""
+        for event in self.events:
+            if match(event):
+                return event
+        return self.next_event(match, timeout)
+
+    def next_event(self, match: Callable[[Event], bool], timeout: float = 10.0) -> Event:
+        """The next not-yet-seen event that matches; fails after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = self._queue.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no matching event within {timeout}s; log:\n{self.log()}"
+                ) from None
+            if event is None:
+                raise AssertionError(f"the event stream ended; log:\n{self.log()}")
+            self.events.append(event)
+            if match(event):
+                return event
+
+    def wait_state(self, process: str, state: str, timeout: float = 10.0) -> Event:
+        return self.next_event(
+            lambda e: (
+                e["event"] == "state_changed" and e["process"] == process and e["new"] == state
+            ),
+            timeout,
+        )
+
+
+def state_is(process: str, state: str) -> Callable[[Event], bool]:
+    return lambda e: e["event"] == "state_changed" and e["process"] == process and e["new"] == state
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[Callable[[str], SentinelProcess]]:
+    """Start a real sentinel on a config; it is shut down (SIGTERM, exit 0) at teardown."""
+    started: list[SentinelProcess] = []
+
+    def start(config: str) -> SentinelProcess:
+        daemon = SentinelProcess(tmp_path, config)
+        started.append(daemon)
+        return daemon.start()
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            assert daemon.terminate() == 0, daemon.log()

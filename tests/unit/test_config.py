@@ -1,0 +1,148 @@
+"""Config loading: includes, ${VAR} expansion, durations, sizes, instances and error messages."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from sentinel.config import load
+from sentinel.errors import ConfigError
+from sentinel.model import parse_duration, parse_size
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("10s", 10), ("5m", 300), ("1h", 3600), (3, 3.0), (0.5, 0.5), ("0s", 0)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    """Durations take ms/s/m/h suffixes or a number of seconds."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("50MB", 50 * 10**6), ("1GiB", 2**30), (1024, 1024), ("10 KiB", 10240)]
+)
+def test_sizes(text: object, size: int) -> None:
+    """Sizes take decimal and binary units or a number of bytes."""
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        ('start_seconds = "ten"', "programs.web.start_seconds", 'expected a duration like "250ms"'),
+        ('stop_signal = "NOPE"', "programs.web.stop_signal", "expected a signal name"),
+        (
+            'autorestart = "sometimes"',
+            "programs.web.autorestart",
+            "expected 'always', 'on-failure' or 'never'",
+        ),
+        ("colour = 1", "programs.web.colour", "unknown key"),
+        ('stdout = { max_bytes = "lots" }', "programs.web.stdout.max_bytes", "expected a size"),
+        ("exit_codes = [300]", "programs.web.exit_codes[0]", "less than or equal to 255"),
+        ('user = "no-such-user-here"', "programs.web.user", "expected an existing user"),
+    ],
+)
+def test_bad_value_names_file_key_and_expectation(
+    tmp_path: Path, body: str, key: str, expected: str
+) -> None:
+    """A bad value is reported as FILE: KEY.PATH: what was expected."""
+    path = write(tmp_path / "s.toml", f'[programs.web]\ncommand = "x"\n{body}\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert f"{path}: {key}: " in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_missing_command_and_invalid_toml(tmp_path: Path) -> None:
+    """A program without a command, and broken TOML, are clear errors."""
+    with pytest.raises(ConfigError, match=r"programs\.web\.command: required key is missing"):
+        load(write(tmp_path / "a.toml", "[programs.web]\nautostart = true\n"))
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(write(tmp_path / "b.toml", "[programs.web\n"))
+
+
+def test_environment_expansion(tmp_path: Path) -> None:
+    """${VAR} and ${VAR:-default} expand from the environment; $$ is a literal $."""
+    path = write(
+        tmp_path / "s.toml", '[programs.web]\ncommand = "serve ${PORT} ${HOST:-0.0.0.0} $$HOME"\n'
+    )
+    config = load(path, environ={"PORT": "8000"})
+    assert config.processes[0].settings.command == ["serve", "8000", "0.0.0.0", "$HOME"]
+    with pytest.raises(
+        ConfigError, match=r"programs\.web\.command: environment variable PORT is not set"
+    ):
+        load(path, environ={})
+
+
+def test_includes_merge_programs_and_name_their_file(tmp_path: Path) -> None:
+    """include globs add programs; an error in an included file names that file."""
+    main = write(tmp_path / "s.toml", 'include = ["conf.d/*.toml"]\n[programs.a]\ncommand = "a"\n')
+    write(tmp_path / "conf.d" / "b.toml", '[programs.b]\ncommand = "b"\n')
+    assert [p.name for p in load(main).processes] == ["a", "b"]
+    bad = write(tmp_path / "conf.d" / "c.toml", '[programs.c]\ncommand = "c"\npriority = "high"\n')
+    with pytest.raises(ConfigError) as info:
+        load(main)
+    assert f"{bad}: programs.c.priority" in str(info.value)
+
+
+def test_duplicate_program_across_files(tmp_path: Path) -> None:
+    """The same program in two files is an error naming both."""
+    main = write(tmp_path / "s.toml", 'include = ["d/*.toml"]\n[programs.a]\ncommand = "a"\n')
+    write(tmp_path / "d" / "x.toml", '[programs.a]\ncommand = "b"\n')
+    with pytest.raises(ConfigError, match="already defined in"):
+        load(main)
+
+
+def test_instances_expand_names_and_strings(tmp_path: Path) -> None:
+    """instances = n makes name_0..name_{n-1} with {instance} expanded, in one group."""
+    path = write(
+        tmp_path / "s.toml",
+        '[programs.w]\ncommand = "serve --port 80{instance}"\ninstances = 2\n'
+        'environment = { ID = "{instance}" }\n',
+    )
+    processes = load(path).processes
+    assert [
+        (p.name, p.group, p.settings.command[-1], p.settings.environment["ID"]) for p in processes
+    ] == [
+        ("w_0", "w", "800", "0"),
+        ("w_1", "w", "801", "1"),
+    ]
+
+
+def test_defaults_and_resolved_paths(tmp_path: Path) -> None:
+    """Defaults match DESIGN.md; log paths resolve in log_dir relative to the config file."""
+    path = write(tmp_path / "s.toml", '[programs.web]\ncommand = ["x"]\nredirect_stderr = true\n')
+    config = load(path)
+    spec = config.processes[0]
+    s = spec.settings
+    assert (s.start_seconds, s.start_retries, s.stop_signal, s.stop_timeout) == (
+        1.0,
+        3,
+        signal.SIGTERM,
+        10.0,
+    )
+    assert (s.autorestart, s.exit_codes, s.backoff.initial, s.backoff.max) == (
+        "on-failure",
+        [0],
+        1.0,
+        60.0,
+    )
+    assert spec.stdout_log == tmp_path / "logs" / "web.stdout.log"
+    assert spec.stderr_log is None
+    assert config.socket_path == tmp_path / "sentinel.sock"
+
+
+def test_non_loopback_http_is_refused(tmp_path: Path) -> None:
+    """Without users, the control API may only listen on loopback."""
+    path = write(tmp_path / "s.toml", '[control]\nhttp = "0.0.0.0:9001"\n')
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        load(path)

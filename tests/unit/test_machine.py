@@ -1,0 +1,217 @@
+"""The pure state machine, driven input by input with a fake clock."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from sentinel.errors import IllegalTransition
+from sentinel.events import BackoffStarted, Fatal, Restart, StateChanged
+from sentinel.machine import (
+    CancelTimer,
+    Exited,
+    Kill,
+    ProcessMachine,
+    Publish,
+    RestartRequest,
+    SendSignal,
+    SetTimer,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Start,
+    Stop,
+    TimerFired,
+    TimerKind,
+)
+from sentinel.model import Program
+from sentinel.states import ProcessState as S
+from sentinel.states import RestartReason
+
+BACKOFF = {"initial": 1, "max": 8, "multiplier": 2, "jitter": 0, "reset_after": 60}
+
+
+def machine(**settings: object) -> ProcessMachine:
+    settings.setdefault("backoff", BACKOFF)
+    return ProcessMachine("web", "web", Program(command=["x"], **settings), rng=lambda: 0.5)
+
+
+def running(m: ProcessMachine, now: float = 0.0, pid: int = 100) -> None:
+    m.step(Start(), now)
+    m.step(Spawned(pid), now)
+    m.step(TimerFired(TimerKind.STARTED), now + 1)
+    assert m.state is S.RUNNING
+
+
+def published(actions: list[object], kind: type) -> list[object]:
+    return [a.event for a in actions if isinstance(a, Publish) and isinstance(a.event, kind)]
+
+
+def test_start_spawns_then_running_after_start_seconds() -> None:
+    """Start spawns, and start_seconds later the process is RUNNING."""
+    m = machine(start_seconds=2)
+    actions = m.step(Start(), 0)
+    assert Spawn() in actions and m.state is S.STARTING
+    assert SetTimer(TimerKind.STARTED, 2.0) in m.step(Spawned(42), 0)
+    m.step(TimerFired(TimerKind.STARTED), 2)
+    assert (m.state, m.pid) == (S.RUNNING, 42)
+
+
+def test_start_seconds_zero_is_running_at_spawn() -> None:
+    """With start_seconds = 0 a process is RUNNING as soon as it is spawned."""
+    m = machine(start_seconds=0)
+    m.step(Start(), 0)
+    m.step(Spawned(1), 0)
+    assert m.state is S.RUNNING
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0)])
+def test_crash_restarts_through_exponential_backoff(attempt: int, delay: float) -> None:
+    """Each consecutive crash waits initial * multiplier**(n-1), capped at max."""
+    m = machine(autorestart="always")
+    running(m)
+    for n in range(1, attempt + 1):
+        actions = m.step(Exited(1), 10.0 * n)
+        assert m.state is S.BACKOFF
+        if n == attempt:
+            assert SetTimer(TimerKind.BACKOFF, delay) in actions
+            assert published(actions, BackoffStarted)[0].attempt == attempt  # type: ignore[attr-defined]
+        m.step(TimerFired(TimerKind.BACKOFF), 10.0 * n + delay)
+        m.step(Spawned(100 + n), 10.0 * n + delay)
+        m.step(TimerFired(TimerKind.STARTED), 10.0 * n + delay + 1)
+
+
+def test_backoff_resets_after_a_long_run() -> None:
+    """A crash after reset_after seconds of RUNNING starts a new series at `initial`."""
+    m = machine(autorestart="always")
+    running(m)
+    m.step(Exited(1), 5)
+    m.step(TimerFired(TimerKind.BACKOFF), 6)
+    m.step(Spawned(2), 6)
+    m.step(TimerFired(TimerKind.STARTED), 7)
+    actions = m.step(Exited(1), 7 + 61)
+    assert SetTimer(TimerKind.BACKOFF, 1.0) in actions
+
+
+def test_zero_initial_backoff_restarts_at_once_and_counts() -> None:
+    """initial = 0s restarts in the same step, with a `restart` event of reason exited."""
+    m = machine(autorestart="always", backoff={**BACKOFF, "initial": 0})
+    running(m)
+    actions = m.step(Exited(-9), 5)
+    assert Spawn() in actions and m.state is S.STARTING
+    (restart,) = published(actions, Restart)
+    assert (restart.reason, restart.exit_code, restart.restarts) == (RestartReason.EXITED, -9, 1)  # type: ignore[attr-defined]
+
+
+def test_failed_starts_go_fatal_after_start_retries() -> None:
+    """start_retries failed retries after the first failed start -> FATAL, with a fatal event."""
+    m = machine(start_retries=2)
+    m.step(Start(), 0)
+    for n in range(3):
+        m.step(Spawned(10 + n), n * 10)
+        actions = m.step(Exited(1), n * 10 + 0.1)
+        if n < 2:
+            assert m.state is S.BACKOFF
+            m.step(TimerFired(TimerKind.BACKOFF), n * 10 + 5)
+    assert m.state is S.FATAL
+    assert published(actions, Fatal)
+
+
+def test_spawn_error_is_a_failed_start() -> None:
+    """A command that cannot be executed backs off like a start that exited."""
+    m = machine()
+    m.step(Start(), 0)
+    m.step(SpawnFailed("No such file or directory: 'x'"), 0)
+    assert m.state is S.BACKOFF and "No such file" in m.detail
+
+
+@pytest.mark.parametrize(
+    ("autorestart", "code", "state"),
+    [
+        ("on-failure", 0, S.EXITED),
+        ("on-failure", 1, S.BACKOFF),
+        ("on-failure", -15, S.BACKOFF),
+        ("always", 0, S.BACKOFF),
+        ("never", 1, S.EXITED),
+    ],
+)
+def test_autorestart_policy(autorestart: str, code: int, state: S) -> None:
+    """An exit from RUNNING restarts as autorestart and exit_codes say."""
+    m = machine(autorestart=autorestart)
+    running(m)
+    m.step(Exited(code), 5)
+    assert m.state is state
+
+
+def test_stop_signals_then_kills_after_stop_timeout() -> None:
+    """Stop sends stop_signal and sets the kill timer; the timer sends SIGKILL."""
+    m = machine(stop_signal="INT", stop_timeout=3)
+    running(m)
+    actions = m.step(Stop(), 5)
+    assert SendSignal(signal.SIGINT) in actions and SetTimer(TimerKind.KILL, 3.0) in actions
+    assert m.state is S.STOPPING
+    assert m.step(TimerFired(TimerKind.KILL), 8) == [Kill()]
+    actions = m.step(Exited(-9), 8.01)
+    assert m.state is S.STOPPED and CancelTimer(TimerKind.KILL) in actions
+
+
+def test_stop_during_backoff_cancels_the_restart() -> None:
+    """A stop while in BACKOFF goes to STOPPED and cancels the pending restart."""
+    m = machine(autorestart="always")
+    running(m)
+    m.step(Exited(1), 5)
+    actions = m.step(Stop(), 5.5)
+    assert m.state is S.STOPPED and CancelTimer(TimerKind.BACKOFF) in actions
+
+
+def test_manual_restart_stops_then_spawns_and_counts() -> None:
+    """A manual restart of a RUNNING process stops it, then spawns at once, reason manual."""
+    m = machine()
+    running(m)
+    m.step(RestartRequest(RestartReason.MANUAL), 5)
+    assert m.state is S.STOPPING
+    actions = m.step(Exited(-15), 5.1)
+    assert Spawn() in actions and m.state is S.STARTING
+    assert published(actions, Restart)[0].reason is RestartReason.MANUAL  # type: ignore[attr-defined]
+
+
+def test_liveness_restart_goes_through_backoff() -> None:
+    """A liveness restart stops the process, then waits out the backoff."""
+    m = machine()
+    running(m)
+    m.step(RestartRequest(RestartReason.LIVENESS, "probe failed 3x"), 5)
+    m.step(Exited(-15), 5.1)
+    assert m.state is S.BACKOFF
+    actions = m.step(TimerFired(TimerKind.BACKOFF), 6.1)
+    assert published(actions, Restart)[0].reason is RestartReason.LIVENESS  # type: ignore[attr-defined]
+
+
+def test_stop_wins_over_a_pending_restart() -> None:
+    """A stop during a restart's STOPPING phase leaves the process STOPPED."""
+    m = machine()
+    running(m)
+    m.step(RestartRequest(RestartReason.MANUAL), 5)
+    m.step(Stop(), 5.05)
+    m.step(Exited(-15), 5.1)
+    assert m.state is S.STOPPED
+
+
+def test_every_state_change_is_published() -> None:
+    """Each transition publishes one state_changed event with old and new states."""
+    m = machine(start_seconds=0)
+    changes = [
+        e for a in (m.step(Start(), 0), m.step(Spawned(1), 0)) for e in published(a, StateChanged)
+    ]
+    assert [(c.old, c.new) for c in changes] == [(S.STOPPED, S.STARTING), (S.STARTING, S.RUNNING)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("state_inputs", "bad"),
+    [([], Exited(0)), ([], Spawned(1)), ([], TimerFired(TimerKind.KILL))],
+)
+def test_illegal_input_raises(state_inputs: list[object], bad: object) -> None:
+    """An input the current state cannot take is a named error, not a silent no-op."""
+    m = machine()
+    with pytest.raises(IllegalTransition):
+        m.step(bad, 0)  # type: ignore[arg-type]

@@ -51,3 +51,7 @@ class NoSuchProcess(SentinelError):
 
 class ControlError(SentinelError):
     """The CLI could not reach the daemon, or the daemon refused the request."""
+
+
+class CaptureClosed(SentinelError):
+    """`wait_written` was waiting on (or called on) a log capture that has been closed."""

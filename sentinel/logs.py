@@ -1,28 +1,36 @@
-"""Output capture: one pipe drained into a size-rotated file on the event loop.
+"""Output capture: one pipe per stream, drained into a size-rotated log file.
 
-The child writes into a pipe (grown to 1 MiB so a fast writer rarely blocks); whenever it is
-readable the daemon moves what is there into the file with splice(2), so the bytes never
-enter Python. Before a write would take the file past `max_bytes` the file rotates, and at
-that one moment the chunk is read instead, so that the old file ends on a line boundary: no
-line is lost or split across files (unless a single line is longer than `max_bytes`).
+The child writes into a pipe; the event loop moves what arrives into the file with splice(2),
+so the bytes never enter Python. Rotation follows logging.RotatingFileHandler and supervisord
+(path -> path.1 -> ... -> path.N; with no backups the file starts over), with two promises:
+
+- no file exceeds max_bytes: a splice moves at most the room left, and a full file rotates
+  before the next byte is written;
+- no line is split across files unless it alone is longer than max_bytes: splice cannot look
+  at the bytes it moves, so at rotation the unfinished last line of the full file is cut off
+  it and carried to the start of the new one (with splice, the only bytes Python touches).
+
+Concatenating path.N ... path.1, path always gives exactly the bytes the child wrote.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import logging
 import os
 from pathlib import Path
 
+from sentinel.errors import CaptureClosed
+
 log = logging.getLogger(__name__)
 
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-PIPE_SIZE = 1 << 20
-_BUDGET = 8 << 20  # bytes moved per wake-up at most, so one writer cannot starve the loop
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+PIPE_SIZE = 1 << 20  # a fast writer rarely blocks on a 1 MiB pipe
+MIN_PIPE_SIZE = 1 << 16  # the kernel's default: never ask for less
+DRAIN_BUDGET = 8 << 20  # per loop callback, so one fast writer cannot starve the loop
+SCAN_BLOCK = 1 << 16  # the backward search for the last newline reads this much at a time
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
 class LogCapture:
@@ -34,27 +42,33 @@ class LogCapture:
         max_bytes: int,
         backups: int,
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        use_splice: bool = True,  # False: copy through Python (what tests use to cover it)
     ) -> None:
         self._path = path
-        self._max_bytes = max_bytes
+        self._max_bytes = max_bytes  # 0: never rotate
         self._backups = backups
-        self._loop = loop or asyncio.get_running_loop()
+        self._loop = loop
         path.parent.mkdir(parents=True, exist_ok=True)
         self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
-        with contextlib.suppress(OSError):  # an unprivileged user may be capped lower
-            fcntl.fcntl(self._write_fd, F_SETPIPE_SZ, PIPE_SIZE)
-        os.set_blocking(self._read_fd, False)  # the write end stays blocking for the child
-        self._file_fd = self._open()
-        self._position = os.fstat(self._file_fd).st_size  # keep what an earlier run wrote
+        # Only our end is non-blocking: children expect a blocking stdout.
+        os.set_blocking(self._read_fd, False)
+        self._pipe_size = _grow_pipe(self._read_fd)
+        self._fd = _open_for_writing(path)
+        # No O_APPEND (splice refuses it): we write at our own position, starting at the end
+        # so that a daemon restart keeps what is there.
+        self._pos = os.lseek(self._fd, 0, os.SEEK_END)
         self._written = 0
-        self._splice = hasattr(os, "splice")
-        self._carry = b""  # a partial line held back near the size limit
-        self._waiters: list[asyncio.Future[int]] = []
+        self._splice = use_splice and hasattr(os, "splice")  # Linux only
+        self._dropped = 0  # bytes thrown away since writing started failing
+        self._failing = False
+        self._started = False
         self._closed = False
+        self._waiters: list[tuple[int, asyncio.Future[int]]] = []
 
     @property
     def write_fd(self) -> int:
-        """The fd to hand to a child as its stdout or stderr."""
+        """The fd to hand to a child as stdout/stderr (Popen dup2s it)."""
         return self._write_fd
 
     @property
@@ -63,156 +77,219 @@ class LogCapture:
 
     @property
     def written(self) -> int:
-        """Bytes written since this capture was created, across rotations."""
+        """Bytes stored since this capture was created (monotonic across rotations)."""
         return self._written
 
     def start(self) -> None:
+        """Drain the pipe whenever it is readable."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._read_fd, self._drain)
+        self._started = True
 
     async def wait_written(self, after: int) -> int:
-        """Resolve once more than `after` bytes have been written (for `tail -f`)."""
+        """Return `written` once it exceeds `after` (guard with asyncio.timeout)."""
+        if self._closed:
+            raise CaptureClosed(f"{self._path}: the capture is closed")
         if self._written > after:
             return self._written
-        future: asyncio.Future[int] = self._loop.create_future()
-        self._waiters.append(future)
-        try:
-            while self._written <= after:
-                await future
-                future = self._loop.create_future()
-                self._waiters.append(future)
-        finally:
-            if future in self._waiters:
-                self._waiters.remove(future)
-        return self._written
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters = [w for w in self._waiters if not w[1].done()]  # drop cancelled ones
+        self._waiters.append((after, future))
+        return await future
 
     def read(self, offset: int, length: int) -> tuple[bytes, int]:
-        """Read the current file like Supervisor's readLog: a negative offset counts from the
-        end, length 0 reads to the end. Returns the data and the offset just after it."""
-        size = self._position
-        start = max(0, size + offset) if offset < 0 else min(offset, size)
-        end = size if length <= 0 else min(size, start + length)
-        with self._path.open("rb") as f:
-            f.seek(start)
-            data = f.read(end - start)
+        """Read the current file as supervisord's readProcessLog does.
+
+        A negative offset counts from the end; length 0 reads to the end. Returns the data and
+        the file offset just after it (the file size when offset is past it: it rotated).
+        """
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return b"", 0
+        try:
+            size = os.fstat(fd).st_size
+            start = max(size + offset, 0) if offset < 0 else min(offset, size)
+            end = size if length == 0 else min(start + length, size)
+            data = _pread_all(fd, end - start, start)
+        finally:
+            os.close(fd)
         return data, start + len(data)
 
     async def aclose(self) -> None:
-        """Drain what is left in the pipe, then release the pipe and the file. Idempotent."""
+        """Store what is left in the pipe, then release the pipe and the file. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._loop.remove_reader(self._read_fd)
-        self._drain(budget=None)
-        self._write(self._carry)
-        for fd in (self._read_fd, self._write_fd, self._file_fd):
-            os.close(fd)
+        if self._started and self._loop is not None:
+            self._loop.remove_reader(self._read_fd)
+        # Our write end goes first: when no child holds the pipe, the drain ends at EOF. A
+        # child still writing cannot keep us here: the pipe never holds more than its size.
+        os.close(self._write_fd)
+        self._pump(self._pipe_size)
+        os.close(self._read_fd)
+        os.close(self._fd)
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(CaptureClosed(f"{self._path}: the capture is closed"))
+        self._waiters.clear()
 
     # --- draining ---------------------------------------------------------------------------
 
-    def _drain(self, budget: int | None = _BUDGET) -> None:
-        moved = 0
-        try:
-            while budget is None or moved < budget:
-                count = self._move()
-                if count == 0:
-                    break
-                moved += count
-        except OSError as exc:
-            # Disk full or the like: drop what cannot be written rather than block the child
-            # forever on a full pipe.
-            log.error("%s: cannot write the log: %s", self._path, exc.strerror)
-            self._discard()
-        if moved:
-            self._written += moved
-            for future in self._waiters:
-                if not future.done():
-                    future.set_result(self._written)
+    def _drain(self) -> None:
+        # Unfinished work stays in the pipe; it is still readable, so the loop calls again.
+        self._pump(DRAIN_BUDGET)
 
-    def _move(self) -> int:
-        """Move what the pipe holds (up to its size) to the file; 0 when it is empty."""
-        near_limit = self._max_bytes > 0 and self._max_bytes - self._position <= PIPE_SIZE
-        if near_limit or self._carry or not self._splice:
-            return self._copy()
-        try:
-            moved = os.splice(
-                self._read_fd,
-                self._file_fd,
-                PIPE_SIZE,
-                offset_dst=self._position,
-                flags=_SPLICE_FLAGS,
-            )
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            self._splice = False  # this file system cannot splice: copy from now on
-            return self._copy()
-        self._position += moved
+    def _pump(self, budget: int) -> None:
+        """Move up to `budget` bytes from the pipe to the file; stop when the pipe is empty."""
+        before = self._written
+        while budget > 0:
+            try:
+                moved = self._move(min(budget, self._pipe_size))
+            except BlockingIOError:
+                break  # the pipe is empty
+            except OSError as exc:
+                # Disk full, I/O error, a failed rotation: dropping the chunk keeps the child
+                # running; blocking it until an operator frees space would be an outage.
+                moved = self._drop(min(budget, self._pipe_size), exc)
+            if moved == 0:
+                break  # EOF (every write end is closed), or nothing left to drop
+            budget -= moved
+        if self._written != before:
+            self._wake()
+
+    def _move(self, count: int) -> int:
+        """Store up to `count` bytes from the pipe; return how many left the pipe."""
+        if self._max_bytes:
+            if self._pos >= self._max_bytes:
+                self._rotate()
+            count = min(count, self._max_bytes - self._pos)
+        if self._splice:
+            try:
+                moved = os.splice(
+                    self._read_fd, self._fd, count, offset_dst=self._pos, flags=_SPLICE_FLAGS
+                )
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                log.info("%s: splice unsupported here, copying instead", self._path)
+                self._splice = False
+                return self._move(count)
+            self._pos += moved
+        else:
+            data = os.read(self._read_fd, count)
+            start = self._pos
+            try:
+                self._write_all(data)
+            except OSError as exc:  # what was read and not stored is lost, like a dropped chunk
+                self._written += self._pos - start
+                self._report(exc, len(data) - (self._pos - start))
+                return len(data)
+            moved = len(data)
+        self._written += moved
+        if self._failing and moved:
+            log.warning("%s: writing again, %d bytes were dropped", self._path, self._dropped)
+            self._failing, self._dropped = False, 0
         return moved
 
-    def _copy(self) -> int:
-        """Read a chunk and write it so that every file ends on a line boundary.
-
-        Near the limit, a trailing partial line is held back until its newline arrives (or
-        the capture closes), so that rotating never splits it; only a line longer than
-        max_bytes is split."""
+    def _drop(self, count: int, exc: OSError) -> int:
         try:
-            data = os.read(self._read_fd, PIPE_SIZE)
+            dropped = len(os.read(self._read_fd, count))
         except BlockingIOError:
-            return 0
-        if not data:
-            return 0
-        rest, self._carry = self._carry + data, b""
-        while rest:
-            room = self._max_bytes - self._position if self._max_bytes > 0 else len(rest)
-            if len(rest) <= room:
-                keep = (
-                    len(rest)
-                    if rest.endswith(b"\n") or self._max_bytes == 0
-                    else rest.rfind(b"\n") + 1
-                )
-                self._write(rest[:keep])
-                self._carry = rest[keep:]
-                break
-            cut = rest.rfind(b"\n", 0, room) + 1
-            if cut == 0:
-                if self._position > 0:
-                    self._rotate()  # start the long line in a fresh file
-                    continue
-                cut = room  # a single line longer than max_bytes has to be split
-            self._write(rest[:cut])
-            rest = rest[cut:]
-            self._rotate()
-        return len(data)
+            dropped = 0
+        self._report(exc, dropped)
+        return dropped
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._file_fd, view, self._position)
-            self._position += written
-            view = view[written:]
-
-    def _discard(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._read_fd, PIPE_SIZE):
-                pass
-
-    # --- rotation ---------------------------------------------------------------------------
-
-    def _open(self) -> int:
-        # No O_APPEND: splice(2) refuses files opened for appending; we track the offset.
-        return os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    def _report(self, exc: OSError, dropped: int) -> None:
+        if not self._failing:  # once per episode: a full disk must not flood the daemon's log
+            log.error("%s: cannot write (%s): dropping output until it can", self._path, exc)
+            self._failing = True
+        self._dropped += dropped
 
     def _rotate(self) -> None:
-        os.close(self._file_fd)
-        if self._backups > 0:
-            for n in range(self._backups - 1, 0, -1):
-                older = self._path.with_name(f"{self._path.name}.{n}")
-                if older.exists():
-                    older.replace(self._path.with_name(f"{self._path.name}.{n + 1}"))
-            self._path.replace(self._path.with_name(f"{self._path.name}.1"))
-        else:
-            self._path.unlink(missing_ok=True)
-        self._file_fd = self._open()
-        self._position = 0
+        cut = self._last_line_end()
+        carry = b""
+        if 0 < cut < self._pos and self._pos - cut < self._max_bytes:
+            carry = _pread_all(self._fd, self._pos - cut, cut)
+        if self._backups == 0:
+            os.ftruncate(self._fd, 0)  # carry is in memory already
+            self._pos = 0
+            self._write_all(carry)
+            return
+        for n in range(self._backups - 1, 0, -1):
+            if self._backup(n).exists():
+                os.replace(self._backup(n), self._backup(n + 1))  # replaces the oldest
+        os.replace(self._path, self._backup(1))
+        old, self._fd, self._pos = self._fd, _open_for_writing(self._path), 0
+        try:
+            if carry:
+                self._write_all(carry)
+                # Only once the new file holds it: a failure leaves a duplicate, not a loss.
+                os.ftruncate(old, cut)
+        finally:
+            os.close(old)
+
+    def _last_line_end(self) -> int:
+        """The offset just after the file's last newline, searched back over at most
+        max_bytes; 0 when there is none (one line fills the file: it gets split)."""
+        floor = max(self._pos - self._max_bytes, 0)
+        end = self._pos
+        while end > floor:
+            start = max(end - SCAN_BLOCK, floor)
+            found = _pread_all(self._fd, end - start, start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+        return 0
+
+    def _backup(self, n: int) -> Path:
+        return self._path.with_name(f"{self._path.name}.{n}")
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # a regular file may take less than asked (a full disk, a signal)
+            done = os.pwrite(self._fd, view, self._pos)
+            self._pos += done
+            view = view[done:]
+
+    def _wake(self) -> None:
+        pending = []
+        for after, future in self._waiters:
+            if future.done():
+                continue
+            if self._written > after:
+                future.set_result(self._written)
+            else:
+                pending.append((after, future))
+        self._waiters = pending
+
+
+def _grow_pipe(fd: int) -> int:
+    """Ask for PIPE_SIZE, settling for what the kernel allows (pipe-max-size, user quota)."""
+    size = PIPE_SIZE
+    while size > MIN_PIPE_SIZE:
+        try:
+            return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+        except OSError:
+            size //= 2
+    return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
+def _open_for_writing(path: Path) -> int:
+    # Read too: rotation looks back for the last line end.
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _pread_all(fd: int, count: int, offset: int) -> bytes:
+    parts = []
+    while count > 0:  # one read returns at most ~2 GiB, and less at end of file
+        part = os.pread(fd, count, offset)
+        if not part:
+            break
+        parts.append(part)
+        count -= len(part)
+        offset += len(part)
+    return b"".join(parts)

@@ -9,8 +9,10 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -37,7 +39,12 @@ class Control(Protocol):
     def recent(self) -> Sequence[Event]:
         """The last events, oldest first."""
 
+    metrics_registry: CollectorRegistry
+    http_address: str | None  # where [control].http listens, as bound
+
     async def reload(self) -> ConfigReloaded: ...
+
+    def process_status(self, driver: ProcessDriver) -> dict[str, Any]: ...
 
     def request_shutdown(self) -> None: ...
 
@@ -49,15 +56,23 @@ class _Endpoints:
     def driver_of(self, request: Request) -> ProcessDriver:
         return self.control.supervisor.select([request.path_params["name"]])[0]
 
+    async def metrics(self, _: Request) -> Response:
+        # The scrape walks /proc for every process tree: keep that off the event loop. The
+        # collector only reads the drivers' state (one attribute read at a time, under the GIL).
+        body = await asyncio.to_thread(generate_latest, self.control.metrics_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     async def healthz(self, _: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__})
+        return JSONResponse(
+            {"status": "ok", "version": __version__, "http": self.control.http_address}
+        )
 
     async def programs(self, _: Request) -> Response:
         drivers = self.control.supervisor.select(["all"])
-        return JSONResponse([d.status() for d in drivers])
+        return JSONResponse([self.control.process_status(d) for d in drivers])
 
     async def program(self, request: Request) -> Response:
-        return JSONResponse(self.driver_of(request).status())
+        return JSONResponse(self.control.process_status(self.driver_of(request)))
 
     async def command(self, request: Request) -> Response:
         params = request.path_params
@@ -88,7 +103,7 @@ class _Endpoints:
             {
                 "ok": all(results.values()),
                 "results": results,
-                "processes": [d.status() for d in drivers],
+                "processes": [self.control.process_status(d) for d in drivers],
             }
         )
 
@@ -120,6 +135,8 @@ class _Endpoints:
                 closing.cancel()
                 if not waiting.done():
                     waiting.cancel()
+                    return
+                if waiting.exception() is not None:  # CaptureClosed: removed, or shutting down
                     return
                 written = waiting.result()
                 data, new_offset = capture.read(offset, 0)
@@ -179,6 +196,7 @@ def create_app(control: Control) -> Starlette:
     commands = "{action:str}"
     routes = [
         Route("/healthz", e.healthz),
+        Route("/metrics", e.metrics),
         Route("/api/v1/programs", e.programs),
         Route("/api/v1/programs/{name:str}", e.program),
         Route("/api/v1/programs/{name:str}/log", e.read_log),

@@ -273,6 +273,16 @@ def _outcome(verb: str, ok: bool, no_wait: bool, process: dict[str, Any]) -> str
 
 
 def _describe(process: dict[str, Any]) -> str:
+    text = _describe_state(process)
+    probes = process.get("probes")
+    if probes:
+        ready = "ready" if process["ready"] else "not ready"
+        last = "; ".join(f"{kind}: {p['detail']}" for kind, p in probes.items() if not p["ok"])
+        text += f" [{process['health']}, {ready}{'; ' + last if last else ''}]"
+    return text
+
+
+def _describe_state(process: dict[str, Any]) -> str:
     state = process["state"]
     if state in ("RUNNING", "STARTING", "STOPPING") and process["pid"]:
         up = int(process["uptime_seconds"])

@@ -29,12 +29,22 @@ from sentinel.events import (
     Event,
     EventBus,
     Fatal,
+    Healthy,
+    ProbeResultEvent,
     Restart,
     StateChanged,
+    Unhealthy,
 )
 from sentinel.logsetup import configure_logging
-from sentinel.model import Config
+from sentinel.metrics import SentinelCollector, make_registry
+from sentinel.model import Config, ProcessSpec
+from sentinel.probes.exec import ExecProber
+from sentinel.probes.http import HttpProber
+from sentinel.probes.runner import ProbeRunner
+from sentinel.process import ProcessDriver
 from sentinel.reaper import ChildReaper, children_of_daemon
+from sentinel.scheduling import ProbeScheduler
+from sentinel.states import RestartReason
 from sentinel.supervisor import Supervisor
 
 log = logging.getLogger("sentinel")
@@ -49,12 +59,42 @@ class Daemon:
         self.bus = EventBus()
         self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
         self._shutdown_requested = asyncio.Event()
+        self.http_address: str | None = None  # [control].http as bound (port 0 -> the real port)
         self._reaper = ChildReaper()
         self.supervisor = Supervisor(config, self.bus, self._reaper)
         self._reload_lock = asyncio.Lock()
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
+        self._http_prober = HttpProber()
+        self._scheduler = ProbeScheduler()
+        self.probes = ProbeRunner(
+            self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
+        )
+        self.metrics = SentinelCollector(self.supervisor.drivers.values)
+        self.metrics_registry = make_registry(self.metrics)
         self.bus.subscribe(log_event)
-        self.bus.subscribe(self.recent.append)
+        self.bus.subscribe(self._remember)
+        self.bus.subscribe(self.metrics.on_event)
+        self.bus.subscribe(self.probes.on_event)
+        self.bus.subscribe(self._restart_unhealthy)
+
+    def _spec_of(self, name: str) -> ProcessSpec | None:
+        driver = self.supervisor.drivers.get(name)
+        return driver.spec if driver is not None else None
+
+    def _remember(self, event: Event) -> None:
+        if not isinstance(event, ProbeResultEvent):  # a probe a second would drown the rest
+            self.recent.append(event)
+
+    def _restart_unhealthy(self, event: Event) -> None:
+        """The one feedback path: a failed liveness (or startup) probe restarts the process."""
+        if isinstance(event, Unhealthy):
+            driver = self.supervisor.drivers.get(event.process)
+            if driver is not None:
+                driver.restart(RestartReason.LIVENESS, event.detail)
+
+    def process_status(self, driver: ProcessDriver) -> dict[str, Any]:
+        """What `sentinel status` shows: the driver's state plus health and readiness."""
+        return {**driver.status(), **self.probes.status(driver.name)}
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -68,15 +108,18 @@ class Daemon:
             "sentinel %s: control socket %s%s; %d processes",
             __version__,
             self.config.socket_path,
-            f", http://{self.config.control.http}" if self.config.control.http else "",
+            f", http://{self.http_address}" if self.http_address else "",
             len(self.config.processes),
         )
+        self._scheduler.start()
         try:
             await self.supervisor.start_autostart()
             await self._shutdown_requested.wait()
             log.info("shutting down: stopping all processes")
             await self.supervisor.stop_all()
         finally:
+            self._scheduler.shutdown()
+            await self._http_prober.aclose()
             self.closing.set()
             await server.stop()
             for driver in self.supervisor.drivers.values():
@@ -126,7 +169,10 @@ class Daemon:
         yield unix
         address = self.config.control.http_host_port
         if address is not None:
-            yield socket.create_server(address, reuse_port=False, backlog=128)
+            tcp = socket.create_server(address, backlog=128)
+            host, port = tcp.getsockname()[:2]
+            self.http_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            yield tcp
 
 
 def _remove_stale_socket(path: Path) -> None:
@@ -179,6 +225,12 @@ def log_event(event: Event) -> None:
         log.info(
             "%s: backoff attempt %d, %.3gs", event.process, event.attempt, event.delay, extra=fields
         )
+    elif isinstance(event, ProbeResultEvent) and not event.ok:
+        log.info("%s: %s probe failed: %s", event.process, event.probe, event.detail, extra=fields)
+    elif isinstance(event, Unhealthy):
+        log.warning("%s: unhealthy, %s", event.process, event.detail, extra=fields)
+    elif isinstance(event, Healthy):
+        log.info("%s: healthy (%s)", event.process, event.detail, extra=fields)
     elif isinstance(event, Fatal):
         log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
     elif isinstance(event, ConfigReloaded) and event.ok:

@@ -72,6 +72,52 @@ class Fatal(ProcessEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Flapping(ProcessEvent):
+    """`restarts` automatic restarts within `window` seconds: once per episode."""
+
+    kind: ClassVar[str] = "flapping"
+    restarts: int
+    window: float
+    stopped: bool  # flapping.action = "stop": the process went FATAL instead of restarting
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovered(ProcessEvent):
+    """An episode is over: flapping stopped (a window passed with no restart), or health is back."""
+
+    kind: ClassVar[str] = "recovered"
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeResultEvent(ProcessEvent):
+    kind: ClassVar[str] = "probe_result"
+    probe: str  # liveness | readiness | startup
+    ok: bool
+    latency: float
+    detail: str
+    warning: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unhealthy(ProcessEvent):
+    """A liveness (or startup) probe failed failure_threshold times in a row: restart."""
+
+    kind: ClassVar[str] = "unhealthy"
+    probe: str
+    failures: int
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Healthy(ProcessEvent):
+    """The liveness probe passed success_threshold times in a row."""
+
+    kind: ClassVar[str] = "healthy"
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConfigReloaded(Event):
     kind: ClassVar[str] = "config_reloaded"
     ok: bool

@@ -13,6 +13,7 @@ import re
 import shlex
 import signal
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,9 +162,12 @@ class Backoff(Frozen):
 
 def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
     """HTTP statuses: "200-399", "200,204,300-399", 200 or a list of those."""
-    items = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list | tuple) else [value]
     ranges: list[tuple[int, int]] = []
     for item in items:
+        if isinstance(item, list | tuple) and len(item) == 2:  # already parsed: (low, high)
+            ranges.append((int(item[0]), int(item[1])))
+            continue
         for part in str(item).split(","):
             low, _, high = part.strip().partition("-")
             if not low.isdigit() or not (high or low).isdigit():
@@ -205,10 +209,27 @@ class TcpCheck(Frozen):
     expect: str | None = None  # must appear in what comes back
 
 
+def bundled_checks() -> set[str]:
+    """The names of the check scripts shipped in sentinel.checks."""
+    try:
+        folder = resources.files("sentinel.checks")
+    except ModuleNotFoundError:
+        return set()
+    return {f.name[:-3] for f in folder.iterdir() if f.name.endswith(".py") and f.name[0] != "_"}
+
+
 class ExecCheck(Frozen):
     command: Annotated[list[str] | None, BeforeValidator(parse_command)] = None
     check: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")  # a bundled check
     args: list[str] = []
+
+    @field_validator("check")
+    @classmethod
+    def _bundled(cls, value: str | None) -> str | None:
+        if value is not None and value not in bundled_checks():
+            known = ", ".join(sorted(bundled_checks())) or "none installed"
+            raise ValueError(f"expected a bundled check ({known}), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> ExecCheck:
@@ -240,6 +261,12 @@ class Probe(Frozen):
         return self
 
 
+class FlappingPolicy(Frozen):
+    restarts: int = Field(default=5, ge=1)
+    window: Duration = 600.0
+    action: Literal["alert", "stop"] = "alert"
+
+
 class Program(Frozen):
     command: Annotated[list[str], BeforeValidator(parse_command)] = Field(min_length=1)
     directory: str | None = None
@@ -260,6 +287,12 @@ class Program(Frozen):
     stderr: LogSpec = LogSpec()
     redirect_stderr: bool = False
     backoff: Backoff = Backoff()
+    flapping: FlappingPolicy = FlappingPolicy()
+    notify: bool = True  # false: this program sends no notifications
+    notify_tags: list[str] = []  # apprise tags its alerts go to; none: every URL
+    liveness: Probe | None = None  # failing -> restart (reason liveness)
+    readiness: Probe | None = None  # failing -> not ready; never restarts
+    startup: Probe | None = None  # holds liveness off until it has passed once
 
     @field_validator("command")
     @classmethod

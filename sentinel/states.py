@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class ProcessState(enum.IntEnum):
@@ -31,3 +32,13 @@ class RestartReason(enum.StrEnum):
     LIVENESS = "liveness"  # the liveness probe failed failure_threshold times in a row
     MANUAL = "manual"  # a user asked for a restart
     RELOAD = "reload"  # the config changed on reload
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe run, as data: a failed probe is a result, not an exception."""
+
+    ok: bool
+    latency: float  # seconds, from the start of the check to its verdict
+    detail: str  # what a person needs to know: "HTTP 503", "connection refused", plugin output
+    warning: bool = False  # passed, but worth reporting (a Nagios WARNING)

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
     python3-venv
     prometheus  # promtool, and the real Prometheus server the metrics tests start
+    monitoring-plugins-basic  # check_http, check_tcp as exec probes
+    redis-server  # the bundled redis_ping check against the real thing
+    postgresql  # the bundled postgres_ready check against the real thing
 )
 
 if command -v apt-get >/dev/null 2>&1; then

@@ -189,3 +189,69 @@ def sentinel(tmp_path: Path) -> Iterator[Callable[[str], SentinelProcess]]:
     for daemon in started:
         if daemon.proc is not None and daemon.proc.poll() is None:
             assert daemon.terminate() == 0, daemon.log()
+
+
+class SharedListener:
+    """A TCP listener on 127.0.0.1, port 0, that stays bound in the test process and is handed
+    (SCM_RIGHTS over a unix socket) to every instance of a supervised server that asks."""
+
+    def __init__(self, directory: Path) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.path = directory / "listener.sock"
+        self._unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._unix.bind(str(self.path))
+        self._unix.listen(16)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._unix.accept()
+            except OSError:
+                return
+            with conn:
+                socket.send_fds(conn, [b"x"], [self.listener.fileno()])
+
+    def close(self) -> None:
+        self._unix.close()
+        self.listener.close()
+
+    def server_code(self, body: str = "ok", status: int = 200) -> str:
+        """Python code for a real HTTP server that serves on the shared listener."""
+        return f"""
+            import http.server, socket
+            unix = socket.socket(socket.AF_UNIX)
+            unix.connect({str(self.path)!r})
+            _, fds, _, _ = socket.recv_fds(unix, 1, 1)
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    body = {body!r}.encode()
+                    self.send_response({status})
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                def log_message(self, *args):
+                    pass
+            server = http.server.HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+            server.socket.close()
+            server.socket = socket.socket(fileno=fds[0])
+            print("serving", flush=True)
+            server.serve_forever()
+        """
+
+
+@pytest.fixture
+def shared_listener(tmp_path: Path) -> Iterator[SharedListener]:
+    listener = SharedListener(tmp_path)
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound but not listening: connecting to it is refused, and nothing else takes it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

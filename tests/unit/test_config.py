@@ -146,3 +146,51 @@ def test_non_loopback_http_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "s.toml", '[control]\nhttp = "0.0.0.0:9001"\n')
     with pytest.raises(ConfigError, match="not a loopback address"):
         load(path)
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        ('period = "1s"', "programs.a.liveness: expected exactly one check: http, tcp or exec"),
+        ('exec = { check = "nope" }', "programs.a.liveness.exec.check: expected a bundled check ("),
+        (
+            'http = { url = "ftp://x" }',
+            "programs.a.liveness.http.url: expected string should match",
+        ),
+        (
+            'tcp = { port = 80 }\nperiod = "0s"',
+            "programs.a.liveness: period and timeout must be more",
+        ),
+        (
+            'http = { url = "http://h/", expect_status = "2xx" }',
+            'expected HTTP statuses like "200-399"',
+        ),
+    ],
+)
+def test_probe_errors_name_the_key(tmp_path: Path, probe: str, message: str) -> None:
+    """A probe without a check, or with a bad setting, is an error naming its key."""
+    path = write(
+        tmp_path / "s.toml", f'[programs.a]\ncommand = "x"\n[programs.a.liveness]\n{probe}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert message in str(info.value)
+
+
+def test_probe_settings_expand_instance(tmp_path: Path) -> None:
+    """{instance} expands in probe settings, and status ranges parse."""
+    path = write(
+        tmp_path / "s.toml",
+        '[programs.w]\ncommand = "x"\ninstances = 2\n[programs.w.liveness]\n'
+        'http = { url = "http://127.0.0.1:800{instance}/", expect_status = "200,204,300-399" }\n',
+    )
+    probes = [p.settings.liveness for p in load(path).processes]
+    assert [p.http.url for p in probes if p and p.http] == [
+        "http://127.0.0.1:8000/",
+        "http://127.0.0.1:8001/",
+    ]
+    assert (
+        probes[0]
+        and probes[0].http
+        and probes[0].http.expect_status == ((200, 200), (204, 204), (300, 399))
+    )

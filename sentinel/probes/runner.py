@@ -1,0 +1,179 @@
+"""Runs each RUNNING process's probes and turns their results into health verdicts.
+
+A process's probes are scheduled when it becomes RUNNING (after initial_delay, plus a random
+part of the period so that a thousand probes do not fire in the same millisecond, as the
+kubelet spreads them) and unscheduled when it leaves RUNNING. A startup probe runs alone
+until it passes once. Every result is a `probe_result` event; when liveness (or startup)
+fails failure_threshold times in a row the runner publishes `unhealthy`, and the daemon, the
+one place that wires this feedback, restarts the process with reason `liveness`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sentinel.events import Event, EventBus, Healthy, ProbeResultEvent, StateChanged, Unhealthy
+from sentinel.health import HealthTracker, ProbeKind, Verdict
+from sentinel.model import Probe, ProcessSpec
+from sentinel.probes import ProbeResult
+from sentinel.probes.exec import ExecProber
+from sentinel.probes.http import HttpProber
+from sentinel.probes.tcp import probe_tcp
+from sentinel.scheduling import ProbeScheduler
+from sentinel.states import ProcessState
+
+log = logging.getLogger(__name__)
+
+SpecLookup = Callable[[str], ProcessSpec | None]
+
+
+class _Watch:
+    """The probes of one process instance (one pid)."""
+
+    def __init__(self, spec: ProcessSpec, pid: int, since: float) -> None:
+        s = spec.settings
+        probes = {
+            ProbeKind.LIVENESS: s.liveness,
+            ProbeKind.READINESS: s.readiness,
+            ProbeKind.STARTUP: s.startup,
+        }
+        self.spec, self.pid, self.since = spec, pid, since
+        self.probes: dict[ProbeKind, Probe] = {k: p for k, p in probes.items() if p is not None}
+        self.tracker = HealthTracker(self.probes)
+        self.env = {
+            "SENTINEL_PROGRAM": spec.name,
+            "SENTINEL_GROUP": spec.group,
+            "SENTINEL_PID": str(pid),
+        }
+
+    def job_id(self, kind: ProbeKind) -> str:
+        return f"{self.spec.name}:{kind.value}"
+
+
+class ProbeRunner:
+    def __init__(
+        self,
+        bus: EventBus,
+        scheduler: ProbeScheduler,
+        http: HttpProber,
+        execs: ExecProber,
+        spec_of: SpecLookup,
+        *,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bus, self._scheduler, self._http, self._execs = bus, scheduler, http, execs
+        self._spec_of, self._rng, self._clock = spec_of, rng, clock
+        self._watches: dict[str, _Watch] = {}
+
+    def on_event(self, event: Event) -> None:
+        """Subscribed to the bus: probes follow the process into and out of RUNNING."""
+        if not isinstance(event, StateChanged):
+            return
+        if event.new is ProcessState.RUNNING and event.pid is not None:
+            self._begin(event.process, event.pid)
+        elif event.old is ProcessState.RUNNING:
+            self._end(event.process)
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Health, readiness and the last result of each probe, for `sentinel status`."""
+        watch = self._watches.get(name)
+        if watch is None:
+            return {}
+        tracker = watch.tracker
+        return {
+            "health": tracker.health.value,
+            "ready": tracker.ready if ProbeKind.READINESS in watch.probes else tracker.started,
+            "probes": {
+                kind.value: {
+                    "ok": r.ok,
+                    "detail": r.detail,
+                    "latency": round(r.latency, 6),
+                    "warning": r.warning,
+                }
+                for kind, r in tracker.last.items()
+            },
+        }
+
+    def has_probes(self, spec: ProcessSpec) -> bool:
+        s = spec.settings
+        return any(p is not None for p in (s.liveness, s.readiness, s.startup))
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _begin(self, name: str, pid: int) -> None:
+        self._end(name)
+        spec = self._spec_of(name)
+        if spec is None or not self.has_probes(spec):
+            return
+        watch = _Watch(spec, pid, self._clock())
+        self._watches[name] = watch
+        for kind in watch.probes:
+            if watch.tracker.active(kind):
+                self._schedule(watch, kind)
+
+    def _end(self, name: str) -> None:
+        watch = self._watches.pop(name, None)
+        if watch is not None:
+            for kind in watch.probes:
+                self._scheduler.remove(watch.job_id(kind))
+
+    def _schedule(self, watch: _Watch, kind: ProbeKind) -> None:
+        probe = watch.probes[kind]
+        elapsed = self._clock() - watch.since
+        first_in = max(0.0, probe.initial_delay - elapsed) + self._rng() * probe.period
+
+        async def run() -> None:
+            result = await self._check(probe, watch.env)
+            if self._watches.get(watch.spec.name) is watch:  # not restarted meanwhile
+                self._record(watch, kind, result)
+
+        self._scheduler.add(watch.job_id(kind), run, probe.period, first_in)
+
+    async def _check(self, probe: Probe, env: Mapping[str, str]) -> ProbeResult:
+        if probe.http is not None:
+            return await self._http.probe(probe.http, probe.timeout)
+        if probe.tcp is not None:
+            return await probe_tcp(probe.tcp, probe.timeout)
+        assert probe.exec is not None
+        return await self._execs.probe(probe.exec, probe.timeout, env)
+
+    # --- verdicts ---------------------------------------------------------------------------
+
+    def _record(self, watch: _Watch, kind: ProbeKind, result: ProbeResult) -> None:
+        spec = watch.spec
+        self._bus.publish(
+            ProbeResultEvent(
+                process=spec.name,
+                group=spec.group,
+                probe=kind.value,
+                ok=result.ok,
+                latency=result.latency,
+                detail=result.detail,
+                warning=result.warning,
+            )
+        )
+        verdict = watch.tracker.record(kind, result)
+        if verdict is Verdict.STARTED:
+            self._scheduler.remove(watch.job_id(ProbeKind.STARTUP))
+            for other in watch.probes:
+                if other is not ProbeKind.STARTUP:
+                    self._schedule(watch, other)
+        elif verdict is Verdict.UNHEALTHY:
+            failures = watch.probes[kind].failure_threshold
+            self._end(spec.name)  # no more probes for this pid: it is being restarted
+            self._bus.publish(
+                Unhealthy(
+                    process=spec.name,
+                    group=spec.group,
+                    probe=kind.value,
+                    failures=failures,
+                    detail=f"{kind.value} failed {failures}x: {result.detail}",
+                )
+            )
+        elif verdict is Verdict.HEALTHY:
+            self._bus.publish(Healthy(process=spec.name, group=spec.group, detail=result.detail))

@@ -1,0 +1,47 @@
+"""Periodic probe runs with APScheduler 3's AsyncIOScheduler (the only apscheduler importer).
+
+Each job runs a coroutine on the daemon's event loop every `period` seconds, never overlapping
+itself (max_instances=1: a run still going when the next is due makes that one skip), and late
+runs are coalesced instead of replayed in a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+# A skipped overlapping run is expected behaviour for a probe slower than its period, not news.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
+
+Job = Callable[[], Awaitable[None]]
+
+
+class ProbeScheduler:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._scheduler = AsyncIOScheduler(
+            event_loop=loop or asyncio.get_running_loop(),
+            timezone=UTC,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        )
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=False)
+
+    def add(self, job_id: str, job: Job, period: float, first_in: float) -> None:
+        """Run `job` every `period` seconds, the first time `first_in` seconds from now."""
+        start = datetime.now(UTC) + timedelta(seconds=first_in)
+        trigger = IntervalTrigger(seconds=period, start_date=start, timezone=UTC)
+        self._scheduler.add_job(job, trigger, id=job_id, replace_existing=True)
+
+    def remove(self, job_id: str) -> None:
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.remove_job(job_id)

@@ -1,0 +1,260 @@
+"""The shipped Prometheus assets: scrape config, alert rules and their tests, Grafana dashboard.
+
+promtool (Debian package `prometheus`) checks the config and rules and runs the rule unit tests;
+the dashboard is checked in plain Python against the conventions in DESIGN.md, and its queries
+are parsed by promtool too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "conf" / "prometheus"
+SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+ALERT_RULES = PROMETHEUS_DIR / "sentinel-alerts.yml"
+ALERT_TESTS = PROMETHEUS_DIR / "sentinel-alerts.test.yml"
+DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+VARIABLES = ["datasource", "job", "instance", "program"]
+VARIABLE_QUERIES = {
+    "job": "label_values(sentinel_build_info, job)",
+    "instance": 'label_values(sentinel_build_info{job=~"$job"}, instance)',
+    "program": 'label_values(sentinel_program_up{job=~"$job", instance=~"$instance"}, program)',
+}
+# Metrics with `program` and `group` labels (DESIGN.md "Metrics"): queries on them filter by
+# the program variable; every sentinel metric is filtered by job and instance.
+PER_PROGRAM = re.compile(r"^sentinel_(program|probe)_")
+SELECTOR = re.compile(r"\b(sentinel_\w+)(\{[^}]*\})?")
+RANGE = re.compile(r"\[([^\]]*)\]")
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return require_binary("promtool")
+
+
+def run_promtool(promtool: str, *args: str, cwd: Path) -> str:
+    """Run promtool, assert it exits 0 (showing its output if not), return its output."""
+    done = subprocess.run(
+        [promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"promtool {' '.join(args)} exited {done.returncode}:\n{output}"
+    return output
+
+
+def import_yaml() -> ModuleType:
+    """PyYAML, or fail (CI) / skip (a dev machine without it), like require_binary."""
+    try:
+        import yaml  # noqa: PLC0415 - optional: only these checks need it
+    except ImportError:
+        message = "PyYAML is not installed (it belongs in the [test] extra)"
+        if os.environ.get("SENTINEL_REQUIRE_ALL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return yaml
+
+
+def load_yaml(path: Path) -> Any:
+    return import_yaml().safe_load(path.read_text())
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERT_RULES)["groups"] for rule in group["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def targets() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(panel title, target) for every query of every panel."""
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["title"], target
+
+
+def variable_query(variable: dict[str, Any]) -> str:
+    """A variable's query text, whether stored as a string or as the newer {query: ...} object."""
+    query = variable["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
+def fill_variables(expr: str) -> str:
+    """A dashboard query as Grafana would send it, with "match anything" for the variables."""
+    substitutions = {"$__rate_interval": "1m", "$job": ".*", "$instance": ".*", "$program": ".*"}
+    for name, value in substitutions.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+# --- promtool ---------------------------------------------------------------------------------
+
+
+def test_scrape_config_is_valid(promtool: str, tmp_path: Path) -> None:
+    """`promtool check config` accepts the scrape config and finds the rule file from any cwd."""
+    output = run_promtool(promtool, "check", "config", str(SCRAPE_CONFIG), cwd=tmp_path)
+    assert str(ALERT_RULES) in output, output
+
+
+def test_alert_rules_are_valid(promtool: str) -> None:
+    """`promtool check rules` accepts the alert rules."""
+    run_promtool(promtool, "check", "rules", ALERT_RULES.name, cwd=PROMETHEUS_DIR)
+
+
+def test_alert_rule_unit_tests_pass(promtool: str, tmp_path: Path) -> None:
+    """`promtool test rules` passes on the alert rules' unit tests."""
+    output = run_promtool(promtool, "test", "rules", str(ALERT_TESTS), cwd=tmp_path)
+    assert "SUCCESS" in output, output
+
+
+def test_dashboard_queries_parse_as_promql(promtool: str, tmp_path: Path) -> None:
+    """Every dashboard and variable query, with its variables filled in, is valid PromQL."""
+    exprs = [target["expr"] for _, target in targets()]
+    for variable in dashboard()["templating"]["list"][1:]:
+        query = variable_query(variable)
+        exprs.append(query[len("label_values(") : query.rindex(",")])  # the series selector
+    rules = [
+        {"record": f"dashboard:query_{number}", "expr": fill_variables(expr)}
+        for number, expr in enumerate(exprs)
+    ]
+    path = tmp_path / "dashboard-queries.yml"  # JSON is YAML: promtool reads it as a rule file
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run_promtool(promtool, "check", "rules", str(path), cwd=tmp_path)
+
+
+# --- alert rules ------------------------------------------------------------------------------
+
+
+def test_every_alert_has_severity_summary_and_description() -> None:
+    """Every alert is a Sentinel* alert with severity warning/critical, a summary and a description."""
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        name = rule.get("alert")
+        assert name and name.startswith("Sentinel"), rule
+        assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, name
+        annotations = rule.get("annotations", {})
+        assert annotations.get("summary", "").strip(), name
+        assert annotations.get("description", "").strip(), name
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    """Each alert has a unit test case where it fires and one where it does not."""
+    cases: dict[str, list[list[Any]]] = {}
+    for test in load_yaml(ALERT_TESTS)["tests"]:
+        for case in test.get("alert_rule_test", []):
+            cases.setdefault(case["alertname"], []).append(case.get("exp_alerts") or [])
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert any(cases.get(name, [])), f"{name}: no unit test case where it fires"
+        assert not all(cases.get(name, [[]])), f"{name}: no unit test case where it stays quiet"
+
+
+def test_scrape_config_scrapes_sentinel_and_loads_the_rules() -> None:
+    """The scrape job is "sentinel" on 127.0.0.1:9001/metrics and the alert rules are loaded."""
+    config = load_yaml(SCRAPE_CONFIG)
+    assert config["rule_files"] == [ALERT_RULES.name]
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9001"]
+
+
+# --- dashboard --------------------------------------------------------------------------------
+
+
+def test_dashboard_is_classic_json_with_a_stable_uid() -> None:
+    """The dashboard is the classic JSON model, with a stable uid and no instance id."""
+    board = dashboard()
+    assert board["uid"] == "sentinel-overview"
+    assert board["id"] is None
+    assert board["title"]
+    assert isinstance(board["panels"], list)
+    assert isinstance(board["schemaVersion"], int)
+    assert "elements" not in board and "spec" not in board  # not the v2 schema
+
+
+def test_dashboard_variables() -> None:
+    """The templating variables are datasource, job, instance and program, in that order."""
+    variables = dashboard()["templating"]["list"]
+    assert [variable["name"] for variable in variables] == VARIABLES
+    datasource, *queries = variables
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    for variable in queries:
+        assert variable["type"] == "query", variable["name"]
+        assert variable["datasource"] == DATASOURCE, variable["name"]
+        assert variable_query(variable) == VARIABLE_QUERIES[variable["name"]]
+    program = variables[-1]
+    assert program["multi"] is True
+    assert program["includeAll"] is True
+
+
+def test_every_panel_has_title_description_unit_and_the_datasource_variable() -> None:
+    """Every panel has a title, a description, a unit and the datasource variable."""
+    panels = dashboard()["panels"]
+    assert panels
+    for panel in panels:
+        title = panel.get("title", "")
+        assert title.strip(), panel
+        assert panel.get("description", "").strip(), title
+        assert panel.get("fieldConfig", {}).get("defaults", {}).get("unit"), title
+        assert panel.get("datasource") == DATASOURCE, title
+        assert panel.get("targets"), title
+        for target in panel["targets"]:
+            assert target.get("datasource", DATASOURCE) == DATASOURCE, title
+
+
+def test_panel_ids_are_unique_and_panels_do_not_overlap() -> None:
+    """Panel ids are unique, and panels fit the 24-column grid without overlapping."""
+    panels = dashboard()["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), ids
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        box = panel["gridPos"]
+        assert box["x"] + box["w"] <= 24, panel["title"]
+        for x in range(box["x"], box["x"] + box["w"]):
+            for y in range(box["y"], box["y"] + box["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[x, y]}"
+                cells[x, y] = panel["title"]
+
+
+def test_rates_use_rate_interval() -> None:
+    """Every rate() and increase() range in the dashboard is $__rate_interval."""
+    checked = 0
+    for title, target in targets():
+        expr = target["expr"]
+        if "rate(" in expr or "increase(" in expr:
+            ranges = RANGE.findall(expr)
+            assert ranges, f"{title}: {expr}"
+            assert set(ranges) == {"$__rate_interval"}, f"{title}: {expr}"
+            checked += 1
+    assert checked
+
+
+def test_queries_filter_by_job_instance_and_program() -> None:
+    """Every sentinel metric in a query is filtered by job and instance, and by program if per program."""
+    for title, target in targets():
+        selectors = SELECTOR.findall(target["expr"])
+        assert selectors, f"{title}: {target['expr']}"
+        for metric, matchers in selectors:
+            where = f"{title}: {metric}{matchers}"
+            assert 'job=~"$job"' in matchers, where
+            assert 'instance=~"$instance"' in matchers, where
+            if PER_PROGRAM.match(metric):
+                assert 'program=~"$program"' in matchers, where

@@ -13,13 +13,15 @@ from __future__ import annotations
 import enum
 import random
 import signal
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sentinel.backoff import backoff_delay
 from sentinel.errors import IllegalTransition
-from sentinel.events import BackoffStarted, Event, Fatal, Restart, StateChanged
+from sentinel.events import BackoffStarted, Event, Fatal, Recovered, Restart, StateChanged
+from sentinel.events import Flapping as FlappingEvent
 from sentinel.model import Program
 from sentinel.states import ProcessState, RestartReason
 
@@ -65,6 +67,7 @@ class TimerKind(enum.Enum):
     STARTED = "started"  # start_seconds have passed in STARTING
     BACKOFF = "backoff"  # the backoff delay is over
     KILL = "kill"  # stop_timeout has passed in STOPPING
+    FLAPPING = "flapping"  # a flapping window has passed since the last automatic restart
 
 
 @dataclass(frozen=True)
@@ -139,18 +142,23 @@ class ProcessMachine:
         self.spawned_at: float | None = None  # monotonic time of the current spawn
         self.running_since: float | None = None
         self.backoff_delay = 0.0  # the delay now pending in BACKOFF, 0 otherwise
+        self.flapping = False
+        self._restart_times: deque[float] = deque()  # automatic restarts within the window
         self.detail = ""  # the last thing worth telling a user: a spawn error, how it exited
         self._pending: RestartRequest | None = None  # what to do once STOPPING ends
         self._actions: list[Action] = []
 
     def step(self, event: Input, now: float) -> list[Action]:
         """Apply one input at monotonic time `now`; return what the driver must do."""
-        handler = _TRANSITIONS.get((self.state, type(event)))
-        if handler is None:
-            name = type(event).__name__
-            raise IllegalTransition(f"{self.name}: {name} in state {self.state.name}")
         self._actions = []
-        handler(self, event, now)
+        if isinstance(event, TimerFired) and event.kind is TimerKind.FLAPPING:
+            self._flapping_over()  # in any state: it is about past restarts, not this run
+        else:
+            handler = _TRANSITIONS.get((self.state, type(event)))
+            if handler is None:
+                name = type(event).__name__
+                raise IllegalTransition(f"{self.name}: {name} in state {self.state.name}")
+            handler(self, event, now)
         actions, self._actions = self._actions, []
         return actions
 
@@ -178,6 +186,8 @@ class ProcessMachine:
     def _spawn(
         self, now: float, restart: RestartRequest | None, exit_code: int | None = None
     ) -> None:
+        if restart is not None and self._flapping_stops(now, restart):
+            return
         if restart is not None:
             self.restarts += 1
             self._do(
@@ -220,6 +230,65 @@ class ProcessMachine:
                 )
             ),
         )
+
+    def _flapping_stops(self, now: float, restart: RestartRequest) -> bool:
+        """Count an automatic restart; True if flapping with action "stop" forbids it (-> FATAL)."""
+        if restart.reason not in (RestartReason.EXITED, RestartReason.LIVENESS):
+            return False  # a person's restart or a reload is not the program flapping
+        policy = self.settings.flapping
+        self._restart_times.append(now)
+        while self._restart_times and now - self._restart_times[0] > policy.window:
+            self._restart_times.popleft()
+        self._do(SetTimer(TimerKind.FLAPPING, policy.window))  # re-armed by every restart
+        if self.flapping or len(self._restart_times) < policy.restarts:
+            return False
+        self.flapping = True
+        stop = policy.action == "stop"
+        self._do(
+            Publish(
+                FlappingEvent(
+                    process=self.name,
+                    group=self.group,
+                    restarts=len(self._restart_times),
+                    window=policy.window,
+                    stopped=stop,
+                )
+            )
+        )
+        if not stop:
+            return False
+        # -> FATAL instead of restarting again
+        self.backoff_delay, self._pending = 0.0, None
+        detail = f"flapping: {len(self._restart_times)} restarts in {policy.window:g}s"
+        self.detail = detail
+        self._enter(S.FATAL, detail, self.last_exit_code)
+        self._do(
+            Publish(
+                Fatal(
+                    process=self.name,
+                    group=self.group,
+                    detail=detail,
+                    exit_code=self.last_exit_code,
+                )
+            )
+        )
+        return True
+
+    def _flapping_over(self) -> None:
+        """A whole window passed without an automatic restart."""
+        self._restart_times.clear()
+        if self.flapping:
+            self.flapping = False
+            window = self.settings.flapping.window
+            self._do(
+                Publish(
+                    Recovered(
+                        process=self.name,
+                        group=self.group,
+                        detail=f"stopped flapping: no restart in {window:g}s",
+                    )
+                )
+            )
 
     def _begin_stop(self, reason: str) -> None:
         # STARTING/RUNNING -> STOPPING

@@ -7,7 +7,8 @@ import signal
 import pytest
 
 from sentinel.errors import IllegalTransition
-from sentinel.events import BackoffStarted, Fatal, Restart, StateChanged
+from sentinel.events import BackoffStarted, Fatal, Recovered, Restart, StateChanged
+from sentinel.events import Flapping as FlappingEvent
 from sentinel.machine import (
     CancelTimer,
     Exited,
@@ -40,7 +41,8 @@ def machine(**settings: object) -> ProcessMachine:
 def running(m: ProcessMachine, now: float = 0.0, pid: int = 100) -> None:
     m.step(Start(), now)
     m.step(Spawned(pid), now)
-    m.step(TimerFired(TimerKind.STARTED), now + 1)
+    if m.state is S.STARTING:
+        m.step(TimerFired(TimerKind.STARTED), now + 1)
     assert m.state is S.RUNNING
 
 
@@ -215,3 +217,57 @@ def test_illegal_input_raises(state_inputs: list[object], bad: object) -> None:
     m = machine()
     with pytest.raises(IllegalTransition):
         m.step(bad, 0)  # type: ignore[arg-type]
+
+
+def crash_loop(
+    m: ProcessMachine, times: int, start: float = 0.0, every: float = 1.0
+) -> list[object]:
+    """Crash a RUNNING process `times` times, `every` seconds apart; return all actions."""
+    actions: list[object] = []
+    now = start
+    for n in range(times):
+        actions += m.step(Exited(1), now)
+        if m.state is S.BACKOFF:
+            actions += m.step(TimerFired(TimerKind.BACKOFF), now + 0.5)
+        if m.state is S.STARTING:
+            actions += m.step(Spawned(1000 + n), now + 0.5)
+        now += every
+    return actions
+
+
+def test_flapping_is_reported_once_per_episode_then_recovered() -> None:
+    """`restarts` restarts within `window` -> one flapping event; a quiet window -> recovered."""
+    m = machine(start_seconds=0, autorestart="always", flapping={"restarts": 3, "window": 60})
+    running(m)
+    actions = crash_loop(m, 6, start=10)
+    flaps = published(actions, FlappingEvent)
+    assert len(flaps) == 1 and flaps[0].restarts == 3 and not flaps[0].stopped  # type: ignore[attr-defined]
+    assert m.flapping and m.state is S.RUNNING
+    assert SetTimer(TimerKind.FLAPPING, 60.0) in actions
+    recovered = m.step(TimerFired(TimerKind.FLAPPING), 80)
+    assert published(recovered, Recovered) and not m.flapping
+
+
+def test_flapping_with_action_stop_goes_fatal() -> None:
+    """With action = "stop", the restart that makes it flap is not done: FATAL instead."""
+    m = machine(
+        start_seconds=0,
+        autorestart="always",
+        flapping={"restarts": 2, "window": 60, "action": "stop"},
+    )
+    running(m)
+    actions = crash_loop(m, 2, start=10)
+    assert m.state is S.FATAL and "flapping: 2 restarts in 60s" in m.detail
+    assert published(actions, Fatal) and published(actions, FlappingEvent)[0].stopped  # type: ignore[attr-defined]
+    assert m.restarts == 1
+
+
+def test_manual_restarts_do_not_count_as_flapping() -> None:
+    """A person's restarts are not the program flapping."""
+    m = machine(start_seconds=0, flapping={"restarts": 2, "window": 60})
+    running(m)
+    for n in range(4):
+        m.step(RestartRequest(RestartReason.MANUAL), n)
+        m.step(Exited(-15), n + 0.1)
+        m.step(Spawned(50 + n), n + 0.2)
+    assert not m.flapping

@@ -8,6 +8,7 @@ not in the wanted state, 2 usage or connection error.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
     p = command("events", _events, "print recent events; with -f, follow the stream")
     p.add_argument("-f", "--follow", action="store_true")
+    command("notify-test", _notify_test, "send a test alert to every configured URL")
     command("reload", _reload, "re-read the config; restart only what changed")
     command("shutdown", _shutdown, "stop every process, then the daemon")
     return parser
@@ -94,7 +96,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from sentinel import notify  # noqa: PLC0415 (apprise is slow to import; only this needs it)
+
     config = load(find_config(args.config))
+    notify.check(config.notify, str(config.path))
     print(f"{config.path}: ok, {len(config.processes)} processes")
     rows: list[tuple[str, ...]] = [("NAME", "GROUP", "PRIORITY", "AUTOSTART", "COMMAND")]
     for spec in sorted(config.processes, key=lambda p: (p.priority, p.name)):
@@ -104,6 +109,21 @@ def _check_config(args: argparse.Namespace) -> int:
         )
     _print_table(rows)
     return EXIT_OK
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    from sentinel.notify import send_test  # noqa: PLC0415 (apprise: see _check_config)
+
+    config = load(find_config(args.config))
+    if not config.notify.urls and config.notify.config is None:
+        print(
+            f"{config.path}: [notify] has no urls and no config: nothing to test", file=sys.stderr
+        )
+        return EXIT_USAGE
+    results = asyncio.run(send_test(config.notify))
+    for url, ok in results:
+        print(f"{'ok    ' if ok else 'FAILED'}  {url}")
+    return EXIT_OK if all(ok for _, ok in results) else EXIT_NOT_IN_STATE
 
 
 # --- client commands --------------------------------------------------------------------------

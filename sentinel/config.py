@@ -232,6 +232,9 @@ def _resolve(path: Path, parsed: ConfigFile, origin: dict[str, Path]) -> Config:
         path=path,
         sentinel=parsed.sentinel,
         control=parsed.control,
+        notify=parsed.notify.model_copy(
+            update={"config": str(base / parsed.notify.config) if parsed.notify.config else None}
+        ),
         processes=tuple(processes),
         log_dir=log_dir,
         state_dir=base / parsed.sentinel.state_dir,

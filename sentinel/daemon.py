@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sentinel import __version__
+from sentinel import __version__, notify
 from sentinel.api.app import create_app
 from sentinel.api.serve import ControlServer
 from sentinel.config import find_config, load
@@ -38,6 +38,7 @@ from sentinel.events import (
 from sentinel.logsetup import configure_logging
 from sentinel.metrics import SentinelCollector, make_registry
 from sentinel.model import Config, ProcessSpec
+from sentinel.notify import Notifier, ProcessContext
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.runner import ProbeRunner
@@ -69,6 +70,7 @@ class Daemon:
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
         )
+        self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
         self.metrics = SentinelCollector(self.supervisor.drivers.values)
         self.metrics_registry = make_registry(self.metrics)
         self.bus.subscribe(log_event)
@@ -76,6 +78,7 @@ class Daemon:
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
+        self.bus.subscribe(self.notifier.on_event)
 
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
@@ -91,6 +94,24 @@ class Daemon:
             driver = self.supervisor.drivers.get(event.process)
             if driver is not None:
                 driver.restart(RestartReason.LIVENESS, event.detail)
+
+    def _notify_context(self, name: str) -> ProcessContext | None:
+        """What an alert about a process says beyond its event: read when the alert is made."""
+        driver = self.supervisor.drivers.get(name)
+        if driver is None:
+            return None
+        settings, machine = driver.spec.settings, driver.machine
+        probes = self.probes.status(name).get("probes", {})
+        failing = "; ".join(f"{kind}: {p['detail']}" for kind, p in probes.items() if not p["ok"])
+        return ProcessContext(
+            tags=tuple(settings.notify_tags),
+            enabled=settings.notify,
+            state=machine.state.name,
+            restarts=machine.restarts,
+            exit_code=machine.last_exit_code,
+            probe_detail=failing,
+            log_tail=_log_tail(driver),
+        )
 
     def process_status(self, driver: ProcessDriver) -> dict[str, Any]:
         """What `sentinel status` shows: the driver's state plus health and readiness."""
@@ -112,12 +133,14 @@ class Daemon:
             len(self.config.processes),
         )
         self._scheduler.start()
+        self.notifier.start()
         try:
             await self.supervisor.start_autostart()
             await self._shutdown_requested.wait()
             log.info("shutting down: stopping all processes")
             await self.supervisor.stop_all()
         finally:
+            await self.notifier.aclose()
             self._scheduler.shutdown()
             await self._http_prober.aclose()
             self.closing.set()
@@ -140,6 +163,7 @@ class Daemon:
         async with self._reload_lock:
             try:
                 new = load(self.config.path)
+                notify.check(new.notify, str(new.path))
             except ConfigError as exc:
                 log.error("reload rejected, keeping the running config:\n%s", exc)
                 self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
@@ -147,6 +171,7 @@ class Daemon:
             if (new.control, new.socket_path) != (self.config.control, self.config.socket_path):
                 log.warning("[control] changed: it takes effect when sentinel restarts")
             configure_logging(new.sentinel.log_level, new.sentinel.log_format)
+            self.notifier.reconfigure(new.notify)
             self.config = new
             return await self.supervisor.reload(new)
 
@@ -200,6 +225,17 @@ def _kill_leftovers() -> None:
             os.waitpid(pid, 0)
 
 
+def _log_tail(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> str:
+    """The last lines a process wrote (stderr if it has any, else stdout), for alerts."""
+    for stream in ("stderr", "stdout"):
+        capture = driver.log(stream)
+        if capture is not None:
+            data, _ = capture.read(-size, 0)
+            if data.strip():
+                return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+    return ""
+
+
 def log_event(event: Event) -> None:
     """Every state change and restart goes to sentinel's log, with its reason."""
     fields: dict[str, Any] = {"fields": event.to_dict()}
@@ -245,6 +281,7 @@ def log_event(event: Event) -> None:
 
 def run(config_path: str | None) -> int:
     config = load(find_config(config_path))
+    notify.check(config.notify, str(config.path))
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
     config.log_dir.mkdir(parents=True, exist_ok=True)
 

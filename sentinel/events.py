@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -118,6 +119,16 @@ class Healthy(ProcessEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NotificationResult(Event):
+    """A notification was sent, failed for good, or was suppressed by the cooldown."""
+
+    kind: ClassVar[str] = "notification"
+    result: str  # sent | failed | suppressed
+    target: str  # the URL without its secrets ("" when suppressed)
+    title: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConfigReloaded(Event):
     kind: ClassVar[str] = "config_reloaded"
     ok: bool
@@ -144,6 +155,8 @@ class EventBus:
         self._clock = clock
         self._subscribers: list[Subscriber] = []
         self._waiters: list[_Waiter] = []
+        self._pending: deque[Event] = deque()
+        self._delivering = False
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add a subscriber; returns the function that removes it."""
@@ -151,8 +164,22 @@ class EventBus:
         return lambda: self._subscribers.remove(subscriber)
 
     def publish(self, event: Event) -> Event:
+        """Deliver to every subscriber. An event published by a subscriber is delivered after
+        the current one has reached everybody, so every subscriber sees events in one order."""
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=self._clock())
+        self._pending.append(event)
+        if self._delivering:
+            return event
+        self._delivering = True
+        try:
+            while self._pending:
+                self._deliver(self._pending.popleft())
+        finally:
+            self._delivering = False
+        return event
+
+    def _deliver(self, event: Event) -> None:
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)
@@ -161,7 +188,6 @@ class EventBus:
         for waiter in list(self._waiters):
             if not waiter.future.done() and waiter.predicate(event):
                 waiter.future.set_result(event)
-        return event
 
     async def wait_for(self, kind: type[E], predicate: Callable[[E], bool] = lambda e: True) -> E:
         """The next event of `kind` matching `predicate` (guard with asyncio.timeout)."""

@@ -22,7 +22,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from sentinel import __version__
-from sentinel.events import BackoffStarted, ConfigReloaded, Event, ProbeResultEvent, Restart
+from sentinel.events import (
+    BackoffStarted,
+    ConfigReloaded,
+    Event,
+    NotificationResult,
+    ProbeResultEvent,
+    Restart,
+)
 from sentinel.process import ProcessDriver
 from sentinel.proctree import tree_usage
 from sentinel.states import ProcessState, RestartReason
@@ -84,6 +91,8 @@ class SentinelCollector(Collector):
             counters.probe_durations[event.probe].observe(event.latency)
             if not event.ok:
                 counters.probe_failures[event.probe] += 1
+        elif isinstance(event, NotificationResult) and event.result in self.notifications:
+            self.notifications[event.result] += 1
         elif isinstance(event, ConfigReloaded):
             self.last_reload_ok = event.ok
             for name in event.removed:

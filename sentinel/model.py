@@ -12,6 +12,7 @@ import pwd
 import re
 import shlex
 import signal
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -144,6 +145,19 @@ class ControlSection(Frozen):
             return None
         host, _, port = self.http.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = typing.get_args(NotifyEvent)
+
+
+class NotifySection(Frozen):
+    urls: list[str] = []  # apprise URLs, untagged: every program's alerts go to them
+    config: str | None = None  # an apprise config file (YAML or text), for URLs with tags
+    events: list[NotifyEvent] = list(NOTIFY_EVENTS)
+    cooldown: Duration = 300.0  # same program + event: at most one message per cooldown
+    batch: Duration = 5.0  # alerts arriving within this window go out as one digest
+    retries: int = Field(default=3, ge=0)  # a failed send is retried, 1s, 2s, 4s... apart
 
 
 class LogSpec(Frozen):
@@ -336,6 +350,7 @@ class ConfigFile(Frozen):
     include: list[str] = []
     sentinel: SentinelSection = SentinelSection()
     control: ControlSection = ControlSection()
+    notify: NotifySection = NotifySection()
     programs: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Program] = {}
 
 
@@ -363,6 +378,7 @@ class Config:
     path: Path
     sentinel: SentinelSection
     control: ControlSection
+    notify: NotifySection
     processes: tuple[ProcessSpec, ...]
     log_dir: Path
     state_dir: Path

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.message
+import http.server
 import json
 import queue
 import signal
@@ -17,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.smtp import SMTP
 
 Event = dict[str, Any]
 
@@ -255,3 +260,123 @@ def closed_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+class WebhookReceiver:
+    """A loopback HTTP server recording what apprise's json:// posts; can also hang."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._release = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hang:
+                    receiver._release.wait(60)  # a channel that never answers
+                    return
+                receiver.headers.append(dict(self.headers))
+                receiver.messages.put(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, credentials: str = "") -> str:
+        return f"json://{credentials}127.0.0.1:{self.port}/hook"
+
+    def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        try:
+            message = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no message within {timeout}s; had {self.received}") from None
+        self.received.append(message)
+        return message
+
+    def drain(self) -> list[dict[str, Any]]:
+        while not self.messages.empty():
+            self.received.append(self.messages.get_nowait())
+        return self.received
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpReceiver:
+    """A loopback SMTP server (aiosmtpd) on a port it bound itself, recording each mail."""
+
+    def __init__(self) -> None:
+        self.mails: queue.Queue[email.message.Message] = queue.Queue()
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+                receiver.mails.put(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                self._loop.create_server(lambda: SMTP(Handler()), sock=self._sock)
+            )
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=sentinel@example.com&to=ops@example.com"
+
+    def next(self, timeout: float = 10.0) -> email.message.Message:
+        try:
+            return self.mails.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no mail within {timeout}s") from None
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():
+                if task is not current:  # sessions still open: the server is going away
+                    task.cancel()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver()
+    yield receiver
+    receiver.close()

@@ -1,0 +1,349 @@
+"""Alerts through apprise (the only apprise importer): events -> messages, off the supervision path.
+
+`Notifier.on_event` runs on the bus, inside the supervision path, so it only decides and
+enqueues: which events the config wants, whether the program's cooldown for that event
+suppresses it (counted, and summarised in the next message), and what the message says. A
+worker task takes messages off a bounded queue, gathers what arrives within `batch` seconds
+into one digest per destination, and sends each in a thread with retries, so a slow or dead
+channel never delays a restart. URLs appear in logs only in apprise's privacy form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apprise
+
+from sentinel.errors import ConfigError, ConfigProblem
+from sentinel.events import (
+    BackoffStarted,
+    Event,
+    Fatal,
+    Flapping,
+    Healthy,
+    NotificationResult,
+    Recovered,
+    Restart,
+    Unhealthy,
+)
+from sentinel.model import NotifySection
+
+log = logging.getLogger(__name__)
+logging.getLogger("apprise").setLevel(logging.CRITICAL)  # it may log hosts and paths; we log
+
+QUEUE_SIZE = 1000
+_SEVERITY = {"success": 0, "info": 1, "warning": 2, "failure": 3}
+
+
+@dataclass(frozen=True)
+class ProcessContext:
+    """What a message says about a process beyond the event itself."""
+
+    tags: tuple[str, ...]
+    enabled: bool
+    state: str
+    restarts: int
+    exit_code: int | None
+    probe_detail: str
+    log_tail: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    process: str
+    kind: str  # restart | backoff | fatal | flapping | unhealthy | recovered
+    headline: str  # "web restarted (liveness failed 3x)"
+    body: str
+    notify_type: str  # apprise's: success | warning | failure
+    tags: tuple[str, ...]
+
+
+@dataclass
+class _Cooldown:
+    last_sent: float
+    suppressed: int = 0
+    since: float = field(default_factory=time.time)
+
+
+def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigProblem]]:
+    """The apprise object for [notify]; unusable URLs come back as problems naming the key."""
+    apobj = apprise.Apprise()
+    problems = []
+    for index, url in enumerate(section.urls):
+        if not apobj.add(url):
+            problems.append(
+                ConfigProblem(
+                    "",
+                    f"notify.urls[{index}]",
+                    'expected an apprise URL like "mailto://..." or '
+                    '"slack://..." that apprise can use',
+                )
+            )
+    if section.config is not None:
+        config = apprise.AppriseConfig()
+        if not Path(section.config).is_file() or not config.add(section.config):
+            problems.append(
+                ConfigProblem(
+                    "", "notify.config", f"cannot read the apprise config {section.config}"
+                )
+            )
+        else:
+            apobj.add(config)
+    return apobj, problems
+
+
+def check(section: NotifySection, file: str) -> None:
+    """Raise ConfigError if [notify] names URLs or a config apprise cannot use."""
+    _, problems = build_apprise(section)
+    if problems:
+        raise ConfigError([ConfigProblem(file, p.key, p.message) for p in problems])
+
+
+def private(service: Any) -> str:
+    """A service's URL with passwords and tokens masked, for logs and reports."""
+    return str(service.url(privacy=True)).split("?", 1)[0]
+
+
+class Notifier:
+    def __init__(
+        self,
+        section: NotifySection,
+        context: Callable[[str], ProcessContext | None],
+        publish: Callable[[Event], object],
+        *,
+        hostname: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._section = section
+        self._apprise, _ = build_apprise(section)
+        self._context = context
+        self._publish = publish
+        self._host = hostname or socket.gethostname()
+        self._clock = clock
+        self._retry_delay = retry_delay
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+        self._unhealthy: set[str] = set()  # so that `healthy` after `unhealthy` is a recovery
+        self._sending: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    def reconfigure(self, section: NotifySection) -> None:
+        """Take a reloaded [notify]; messages already queued go to the new destinations."""
+        self._section = section
+        self._apprise, _ = build_apprise(section)
+
+    @property
+    def enabled(self) -> bool:
+        return len(self._apprise) > 0
+
+    # --- deciding (on the bus, synchronous) -------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        found = self._describe(event)
+        if found is None:
+            return
+        kind, process, headline, detail, notify_type = found
+        if kind not in self._section.events:
+            return
+        context = self._context(process)
+        if context is None or not context.enabled:
+            return
+        cooldown = self._cooldowns.get((process, kind))
+        now = self._clock()
+        if cooldown is not None and now - cooldown.last_sent < self._section.cooldown:
+            cooldown.suppressed += 1
+            self._publish(NotificationResult(result="suppressed", target="", title=headline))
+            return
+        note = ""
+        if cooldown is not None and cooldown.suppressed:
+            since = time.strftime("%H:%M:%S", time.localtime(cooldown.since))
+            note = (
+                f"\n({cooldown.suppressed} more {kind} alerts for {process} "
+                f"were suppressed since {since})"
+            )
+        self._cooldowns[(process, kind)] = _Cooldown(last_sent=now)
+        body = _body(detail, context) + note
+        alert = Alert(process, kind, headline, body, notify_type, context.tags)
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            log.error("notification queue full: dropping %r", headline)
+            self._publish(NotificationResult(result="failed", target="", title=headline))
+
+    def _describe(self, event: Event) -> tuple[str, str, str, str, str] | None:
+        """(kind, process, headline, detail, apprise type) for events that make messages."""
+        if isinstance(event, Restart):
+            why = event.detail or event.reason.value
+            return "restart", event.process, f"{event.process} restarted ({why})", why, "warning"
+        if isinstance(event, BackoffStarted):
+            what = f"backing off, attempt {event.attempt}, next start in {event.delay:.3g}s"
+            return "backoff", event.process, f"{event.process} {what}", what, "warning"
+        if isinstance(event, Fatal):
+            return (
+                "fatal",
+                event.process,
+                f"{event.process} FATAL ({event.detail})",
+                event.detail,
+                "failure",
+            )
+        if isinstance(event, Flapping):
+            what = f"{event.restarts} restarts in {event.window:g}s"
+            if event.stopped:
+                what += ", stopped"
+            return (
+                "flapping",
+                event.process,
+                f"{event.process} is flapping ({what})",
+                what,
+                "failure",
+            )
+        if isinstance(event, Unhealthy):
+            self._unhealthy.add(event.process)
+            return (
+                "unhealthy",
+                event.process,
+                f"{event.process} unhealthy ({event.detail})",
+                event.detail,
+                "failure",
+            )
+        if isinstance(event, Recovered):
+            return (
+                "recovered",
+                event.process,
+                f"{event.process} recovered ({event.detail})",
+                event.detail,
+                "success",
+            )
+        if isinstance(event, Healthy) and event.process in self._unhealthy:
+            self._unhealthy.discard(event.process)
+            what = f"healthy again: {event.detail}"
+            return (
+                "recovered",
+                event.process,
+                f"{event.process} recovered ({what})",
+                what,
+                "success",
+            )
+        return None
+
+    # --- sending (the worker) ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Send what is queued (within `grace` seconds), then stop."""
+        if self._worker is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._queue.join()
+                if self._sending:
+                    await asyncio.wait(self._sending)
+        self._worker.cancel()
+        for task in self._sending:
+            task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = self._clock() + self._section.batch
+            while (remaining := deadline - self._clock()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            by_destination: dict[tuple[str, ...], list[Alert]] = defaultdict(list)
+            for alert in batch:
+                by_destination[alert.tags].append(alert)
+            for tags, alerts in by_destination.items():
+                title, body, notify_type = self._digest(alerts)
+                for service in self._apprise.find(
+                    tag=list(tags) if tags else apprise.common.MATCH_ALL_TAG
+                ):
+                    task = asyncio.get_running_loop().create_task(
+                        self._deliver(service, title, body, notify_type)
+                    )
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+            for _ in batch:
+                self._queue.task_done()
+
+    def _digest(self, alerts: list[Alert]) -> tuple[str, str, str]:
+        prefix = f"[sentinel@{self._host}]"
+        worst = max((a.notify_type for a in alerts), key=lambda t: _SEVERITY.get(t, 1))
+        if len(alerts) == 1:
+            return f"{prefix} {alerts[0].headline}", alerts[0].body, worst
+        title = f"{prefix} {len(alerts)} alerts: " + "; ".join(a.headline for a in alerts[:3])
+        if len(alerts) > 3:
+            title += "; ..."
+        body = "\n\n".join(f"== {a.headline}\n{a.body}" for a in alerts)
+        return title, body, worst
+
+    async def _deliver(self, service: Any, title: str, body: str, notify_type: str) -> None:
+        target = private(service)
+        for attempt in range(self._section.retries + 1):
+            try:
+                ok = await asyncio.to_thread(
+                    service.notify, body=body, title=title, notify_type=notify_type
+                )
+            except Exception as exc:  # a plugin's bug must not kill the worker
+                log.warning("notification to %s raised %s", target, type(exc).__name__)
+                ok = False
+            if ok:
+                self._publish(NotificationResult(result="sent", target=target, title=title))
+                return
+            if attempt < self._section.retries:
+                await asyncio.sleep(self._retry_delay * 2**attempt)
+        log.error(
+            "notification to %s failed after %d attempts: %s",
+            target,
+            self._section.retries + 1,
+            title,
+        )
+        self._publish(NotificationResult(result="failed", target=target, title=title))
+
+
+def _body(detail: str, context: ProcessContext) -> str:
+    lines = [
+        detail,
+        "",
+        f"state: {context.state}",
+        f"exit code: {'-' if context.exit_code is None else context.exit_code}",
+        f"restarts: {context.restarts}",
+    ]
+    if context.probe_detail:
+        lines.append(f"probe: {context.probe_detail}")
+    if context.log_tail:
+        lines += ["", "last lines of the log:", context.log_tail.rstrip()]
+    return "\n".join(lines)
+
+
+async def send_test(section: NotifySection, hostname: str | None = None) -> list[tuple[str, bool]]:
+    """Send a test message to every configured URL; each one's private URL and result."""
+    apobj, problems = build_apprise(section)
+    if problems:
+        raise ConfigError(problems)
+    host = hostname or socket.gethostname()
+    results = []
+    for service in apobj.find(tag=apprise.common.MATCH_ALL_TAG):
+        ok = await asyncio.to_thread(
+            service.notify,
+            title=f"[sentinel@{host}] test notification",
+            body="A test message from `sentinel notify-test`.",
+            notify_type="info",
+        )
+        results.append((private(service), bool(ok)))
+    return results

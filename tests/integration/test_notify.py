@@ -1,0 +1,294 @@
+"""Alerts through real apprise to a loopback JSON webhook and a loopback SMTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.integration.conftest import (
+    SentinelProcess,
+    SmtpReceiver,
+    WebhookReceiver,
+    child,
+    state_is,
+)
+
+Start = Callable[[str], SentinelProcess]
+HOST = socket.gethostname()
+SLEEPER = json.dumps(child("import time; time.sleep(3600)"))
+
+
+def crashes_then_stays_up(counter: Path, crashes: int) -> str:
+    """A program that crashes `crashes` times (saying why on stderr), then stays up."""
+    return json.dumps(
+        child(f"""
+            import pathlib, sys, time
+            counter = pathlib.Path({str(counter)!r})
+            n = int(counter.read_text()) if counter.exists() else 0
+            counter.write_text(str(n + 1))
+            if n < {crashes}:
+                print(f"boom {{n}}: database is gone", file=sys.stderr, flush=True)
+                sys.exit(3)
+            time.sleep(3600)
+        """)
+    )
+
+
+def metric(daemon: SentinelProcess, line_start: str) -> float:
+    body = daemon.api("GET", "/metrics").text
+    (value,) = [line.rsplit(" ", 1)[1] for line in body.splitlines() if line.startswith(line_start)]
+    return float(value)
+
+
+def test_crash_restart_reaches_webhook_and_mail(
+    sentinel: Start, webhook: WebhookReceiver, smtp: SmtpReceiver, tmp_path: Path
+) -> None:
+    """A crash sends one message (restart + backoff as a digest) to the webhook and by mail."""
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["{webhook.url()}", "{smtp.url()}"]
+        batch = "300ms"
+        events = ["restart", "fatal"]
+        [programs.crashy]
+        command = {crashes_then_stays_up(tmp_path / "n", 1)}
+        start_seconds = 0
+        backoff = {{ initial = "0s" }}
+    """)
+    daemon.wait_event(lambda e: e["event"] == "restart")
+    message = webhook.next()
+    assert message["title"] == f"[sentinel@{HOST}] crashy restarted (exited with 3)"
+    assert message["type"] == "warning"
+    body = message["message"]
+    assert "exit code: 3" in body and "restarts: 1" in body and "state: " in body
+    assert "boom 0: database is gone" in body  # the last lines of the log
+    mail = smtp.next()
+    assert mail["Subject"] == message["title"]
+    assert "boom 0: database is gone" in mail.get_payload()[0].get_payload(decode=True).decode()
+
+
+def test_liveness_restart_and_fatal_messages(
+    sentinel: Start, webhook: WebhookReceiver, closed_port: int
+) -> None:
+    """A liveness restart says what failed; FATAL is a failure message."""
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["{webhook.url()}"]
+        batch = "100ms"
+        events = ["restart", "fatal", "unhealthy"]
+        [programs.hung]
+        command = {SLEEPER}
+        start_seconds = 0
+        backoff = {{ initial = "0s" }}
+        [programs.hung.liveness]
+        tcp = {{ port = {closed_port} }}
+        period = "100ms"
+        failure_threshold = 3
+        [programs.broken]
+        command = "/no/such/binary"
+        start_retries = 0
+    """)
+    daemon.wait_event(lambda e: e["event"] == "restart" and e["process"] == "hung")
+    messages = [webhook.next(), webhook.next()]
+    fatal = next(m for m in messages if "broken FATAL" in m["title"])
+    assert fatal["type"] == "failure" and "No such file or directory" in fatal["title"]
+    # unhealthy and restart arrive together: one digest, typed by its worst alert
+    digest = next(m for m in messages if "hung" in m["title"])
+    assert digest["title"].startswith(
+        f"[sentinel@{HOST}] 2 alerts: hung unhealthy (liveness failed 3x: 127.0.0.1:{closed_port}: connection refused)"
+    )
+    assert (
+        f"hung restarted (liveness failed 3x: 127.0.0.1:{closed_port}: connection refused)"
+        in digest["title"]
+    )
+    assert digest["type"] == "failure" and "exit code: -15" in digest["message"]
+
+
+def test_crash_loop_pages_once_then_recovers(
+    sentinel: Start, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A crash loop yields one restart message, one flapping message and then one recovered."""
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["{webhook.url()}"]
+        batch = "100ms"
+        events = ["restart", "flapping", "recovered"]
+        [programs.loop]
+        command = {crashes_then_stays_up(tmp_path / "n", 6)}
+        start_seconds = 0
+        backoff = {{ initial = "50ms", max = "50ms", jitter = 0 }}
+        flapping = {{ restarts = 3, window = "2s" }}
+    """)
+    daemon.wait_event(lambda e: e["event"] == "recovered", timeout=15)
+    restarts = [e for e in daemon.events if e["event"] == "restart"]
+    assert len(restarts) == 6
+    daemon.wait_event(lambda e: e["event"] == "notification" and "recovered" in e["title"])
+    kinds = [m["title"].split("] loop ", 1)[1].split(" ")[0] for m in webhook.drain()]
+    assert sorted(kinds) == ["is", "recovered", "restarted"], kinds  # "is flapping"
+    flapping = next(m for m in webhook.received if "is flapping" in m["title"])
+    assert flapping["type"] == "failure" and "3 restarts in 2s" in flapping["title"]
+    assert next(m for m in webhook.received if "recovered" in m["title"])["type"] == "success"
+    assert metric(daemon, 'sentinel_notifications_total{result="suppressed"}') == 5
+    assert metric(daemon, 'sentinel_notifications_total{result="sent"}') == 3
+
+
+def test_cooldown_summarises_what_it_suppressed(sentinel: Start, webhook: WebhookReceiver) -> None:
+    """Within the cooldown alerts are counted, not sent; the next message says how many."""
+    cooldown = 2.0
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["{webhook.url()}"]
+        batch = "50ms"
+        cooldown = "{cooldown}s"
+        events = ["restart"]
+        [programs.victim]
+        command = {SLEEPER}
+        start_seconds = 0
+    """)
+    daemon.wait_event(state_is("victim", "RUNNING"))
+
+    def restart() -> dict[str, object]:
+        assert daemon.api("POST", "/api/v1/programs/victim/restart").json()["ok"]
+        return daemon.next_event(lambda e: e["event"] == "restart")
+
+    first = restart()
+    assert "victim restarted (restart requested)" in webhook.next()["title"]
+    for _ in range(3):
+        restart()
+        daemon.next_event(lambda e: e["event"] == "notification" and e["result"] == "suppressed")
+    assert metric(daemon, 'sentinel_notifications_total{result="suppressed"}') == 3
+    # The cooldown is the behaviour under test: the next alert must come after it, by the clock.
+    while time.time() < first["timestamp"] + cooldown + 0.1:
+        time.sleep(0.05)
+    restart()
+    assert "(3 more restart alerts for victim were suppressed since" in webhook.next()["message"]
+
+
+def test_tags_route_each_programs_alerts(sentinel: Start, tmp_path: Path) -> None:
+    """A program's alerts go only to URLs with its tags; an untagged program's go everywhere."""
+    web_team, db_team = WebhookReceiver(), WebhookReceiver()
+    try:
+        apprise_config = tmp_path / "apprise.yml"
+        apprise_config.write_text(
+            f"urls:\n  - {web_team.url()}:\n    - tag: team-web\n  - {db_team.url()}:\n    - tag: team-db\n"
+        )
+        daemon = sentinel(f"""
+            [notify]
+            config = "{apprise_config}"
+            batch = "100ms"
+            events = ["restart"]
+            [programs.web]
+            command = {SLEEPER}
+            notify_tags = ["team-web"]
+            [programs.db]
+            command = {SLEEPER}
+            notify_tags = ["team-db"]
+            [programs.cron]
+            command = {SLEEPER}
+            [programs.quiet]
+            command = {SLEEPER}
+            notify = false
+        """)
+        for name in ("web", "db", "cron", "quiet"):
+            daemon.wait_event(state_is(name, "RUNNING"))
+        for name in ("web", "db", "cron", "quiet"):
+            assert daemon.cli("restart", name).returncode == 0
+        for _ in range(4):  # web + cron to the web team; db + cron to the db team
+            daemon.wait_event(lambda e: e["event"] == "notification" and e["result"] == "sent")
+            daemon.events.clear()
+        web_titles = sorted(web_team.next()["title"].split("] ")[1].split(" ")[0] for _ in range(2))
+        db_titles = sorted(db_team.next()["title"].split("] ")[1].split(" ")[0] for _ in range(2))
+        assert (web_titles, db_titles) == (["cron", "web"], ["cron", "db"])
+        assert web_team.messages.empty() and db_team.messages.empty()
+    finally:
+        web_team.close()
+        db_team.close()
+
+
+def test_dead_channels_do_not_delay_restarts(
+    sentinel: Start, closed_port: int, webhook: WebhookReceiver
+) -> None:
+    """A receiver that hangs and one that refuses do not slow restarts down (measured)."""
+    hanging = WebhookReceiver(hang=True)
+    try:
+        daemon = sentinel(f"""
+            [notify]
+            urls = ["{hanging.url()}", "json://127.0.0.1:{closed_port}/refused"]
+            batch = "0s"
+            cooldown = "0s"
+            retries = 2
+            events = ["restart", "backoff"]
+            [programs.victim]
+            command = {SLEEPER}
+            start_seconds = 0
+            backoff = {{ initial = "0s" }}
+        """)
+        daemon.wait_event(state_is("victim", "RUNNING"))
+        delays = []
+        for _ in range(10):
+            pid = daemon.status("victim")["pid"]
+            os.kill(pid, signal.SIGKILL)
+            exited = daemon.next_event(
+                lambda e: e["event"] == "state_changed" and e["old"] == "RUNNING"
+            )
+            running = daemon.next_event(state_is("victim", "RUNNING"))
+            delays.append(running["timestamp"] - exited["timestamp"])
+        delays.sort()
+        print(
+            f"restart delay with dead channels: p50 {delays[5] * 1000:.1f} ms, max {delays[-1] * 1000:.1f} ms"
+        )
+        assert delays[5] < 0.05 and delays[-1] < 0.5
+        assert daemon.status("victim")["restarts"] == 10
+    finally:
+        hanging.close()
+
+
+def test_secrets_never_show(
+    sentinel: Start, closed_port: int, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Passwords and tokens in URLs appear in no log line, event or command output."""
+    secret = "hunter2-s3cr3t"
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["json://ops:{secret}@127.0.0.1:{closed_port}/x", "{webhook.url(f"ops:{secret}@")}"]
+        batch = "50ms"
+        retries = 0
+        events = ["restart"]
+        [programs.victim]
+        command = {SLEEPER}
+        start_seconds = 0
+    """)
+    daemon.wait_event(state_is("victim", "RUNNING"))
+    assert daemon.cli("restart", "victim").returncode == 0
+    failed = daemon.wait_event(lambda e: e["event"] == "notification" and e["result"] == "failed")
+    assert failed["target"] == f"json://ops:****@127.0.0.1:{closed_port}/x"
+    message = webhook.next()
+    assert secret not in json.dumps(message)
+    test = daemon.cli("notify-test", "-c", str(daemon.config_path))
+    assert test.returncode == 1
+    assert f"FAILED  json://ops:****@127.0.0.1:{closed_port}/x" in test.stdout
+    assert f"ok      json://ops:****@127.0.0.1:{webhook.port}/hook" in test.stdout
+    assert webhook.next()["title"] == f"[sentinel@{HOST}] test notification"
+    assert daemon.terminate() == 0
+    for text in (daemon.log(), test.stdout, test.stderr, json.dumps(daemon.events)):
+        assert secret not in text
+
+
+def test_bad_notify_url_is_a_config_error(tmp_path: Path) -> None:
+    """A URL apprise cannot use is rejected by check-config, naming the key."""
+    path = tmp_path / "s.toml"
+    path.write_text('[notify]\nurls = ["nonsense://what"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "sentinel", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"{path}: notify.urls[0]: expected an apprise URL" in result.stderr

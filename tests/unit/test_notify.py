@@ -1,0 +1,121 @@
+"""Deciding what to send: event filtering, cooldown and its summary, recovery (fake clock)."""
+
+from __future__ import annotations
+
+from sentinel.events import Event, Fatal, Healthy, NotificationResult, Restart, Unhealthy
+from sentinel.model import NotifySection
+from sentinel.notify import Alert, Notifier, ProcessContext
+from sentinel.states import RestartReason
+
+CONTEXT = ProcessContext(
+    tags=("team-web",),
+    enabled=True,
+    state="RUNNING",
+    restarts=1,
+    exit_code=1,
+    probe_detail="",
+    log_tail="Traceback: boom",
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def notifier(clock: Clock, published: list[Event], **section: object) -> Notifier:
+    config = NotifySection.model_validate({"urls": ["json://127.0.0.1:9/x"], **section})
+    return Notifier(
+        config,
+        lambda name: CONTEXT if name != "off" else None,
+        published.append,
+        hostname="host",
+        clock=clock,
+    )
+
+
+def queued(n: Notifier) -> list[Alert]:
+    alerts = []
+    while not n._queue.empty():
+        alerts.append(n._queue.get_nowait())
+    return alerts
+
+
+def restart(process: str = "web") -> Restart:
+    return Restart(
+        process=process,
+        group=process,
+        reason=RestartReason.EXITED,
+        exit_code=1,
+        detail="exited with 1",
+        restarts=1,
+    )
+
+
+def test_cooldown_suppresses_counts_and_summarises() -> None:
+    """Within the cooldown an alert is counted as suppressed; the next one says how many."""
+    clock, published = Clock(), []
+    n = notifier(clock, published, cooldown="5m")
+    n.on_event(restart())
+    for _ in range(4):
+        clock.now += 10
+        n.on_event(restart())
+    assert len(queued(n)) == 1
+    assert [e.result for e in published if isinstance(e, NotificationResult)] == ["suppressed"] * 4
+    clock.now += 300
+    n.on_event(restart())
+    (alert,) = queued(n)
+    assert "(4 more restart alerts for web were suppressed since" in alert.body
+
+
+def test_alert_content_and_routing() -> None:
+    """Headline, apprise type, body with state, exit code, restarts and log; the program's tags."""
+    n = notifier(Clock(), [])
+    n.on_event(restart())
+    (alert,) = queued(n)
+    assert alert.headline == "web restarted (exited with 1)"
+    assert (alert.notify_type, alert.tags) == ("warning", ("team-web",))
+    for text in ("state: RUNNING", "exit code: 1", "restarts: 1", "Traceback: boom"):
+        assert text in alert.body
+
+
+def test_only_configured_events_and_enabled_programs() -> None:
+    """Events not listed in [notify].events, and programs with notify = false, send nothing."""
+    n = notifier(Clock(), [], events=["fatal"])
+    n.on_event(restart())
+    n.on_event(Fatal(process="off", group="off", detail="x", exit_code=1))
+    assert queued(n) == []
+    n.on_event(Fatal(process="web", group="web", detail="4 failed starts", exit_code=2))
+    assert [a.notify_type for a in queued(n)] == ["failure"]
+
+
+def test_healthy_after_unhealthy_is_a_recovery() -> None:
+    """`healthy` is news only after `unhealthy`: then it is a `recovered` alert."""
+    n = notifier(Clock(), [])
+    n.on_event(Healthy(process="web", group="web", detail="HTTP 200"))
+    assert queued(n) == []
+    n.on_event(
+        Unhealthy(
+            process="web", group="web", probe="liveness", failures=3, detail="liveness failed 3x"
+        )
+    )
+    n.on_event(Healthy(process="web", group="web", detail="HTTP 200"))
+    assert [(a.kind, a.notify_type) for a in queued(n)] == [
+        ("unhealthy", "failure"),
+        ("recovered", "success"),
+    ]
+
+
+def test_digest_of_several_alerts() -> None:
+    """Alerts batched together make one message titled by count, typed by the worst."""
+    n = notifier(Clock(), [])
+    alerts = [
+        Alert("web", "restart", "web restarted (x)", "b1", "warning", ()),
+        Alert("db", "fatal", "db FATAL (y)", "b2", "failure", ()),
+    ]
+    title, body, kind = n._digest(alerts)
+    assert title == "[sentinel@host] 2 alerts: web restarted (x); db FATAL (y)"
+    assert kind == "failure" and "== db FATAL (y)\nb2" in body

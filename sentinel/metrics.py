@@ -9,8 +9,9 @@ current set of drivers. No `_created` series are exposed.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import (
@@ -73,8 +74,18 @@ class _ProcessCounters:
 
 
 class SentinelCollector(Collector):
-    def __init__(self, drivers: Callable[[], Iterable[ProcessDriver]]) -> None:
+    def __init__(
+        self,
+        drivers: Callable[[], Iterable[ProcessDriver]],
+        escaped: Callable[[], Mapping[str, list[int]]] = dict,
+    ) -> None:
+        """`escaped()` maps a process name to its descendants that outlived their parent (now
+        children of sentinel, the subreaper): they still count in the process's tree."""
         self._drivers = drivers
+        self._escaped = escaped
+        self._cpu_lock = threading.Lock()  # two scrapes at once must not both move the base
+        self._cpu_base: dict[str, float] = defaultdict(float)
+        self._cpu_last: dict[str, float] = defaultdict(float)
         self._counters: dict[str, _ProcessCounters] = defaultdict(_ProcessCounters)
         self.notifications: dict[str, int] = dict.fromkeys(NOTIFICATION_RESULTS, 0)
         self.last_reload_ok = True
@@ -97,9 +108,13 @@ class SentinelCollector(Collector):
             self.last_reload_ok = event.ok
             for name in event.removed:
                 self._counters.pop(name, None)
+                with self._cpu_lock:
+                    self._cpu_base.pop(name, None)
+                    self._cpu_last.pop(name, None)
 
     def collect(self) -> Iterator[Metric]:
         drivers = list(self._drivers())
+        escaped = self._escaped()
         labels = ["program", "group"]
 
         def gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
@@ -143,8 +158,9 @@ class SentinelCollector(Collector):
             flapping.add_metric(key, 1.0 if machine.flapping else 0.0)
             started.add_metric(key, driver.started_at or 0.0)
             exit_code.add_metric(key, machine.last_exit_code or 0)
-            usage = tree_usage(machine.pid) if machine.pid else None
-            cpu.add_metric(key, usage.cpu_seconds if usage else 0.0)
+            roots = [*([machine.pid] if machine.pid else []), *escaped.get(spec.name, [])]
+            usage = tree_usage(*roots) if roots else None
+            cpu.add_metric(key, self._cpu_counter(spec.name, usage.cpu_seconds if usage else 0.0))
             rss.add_metric(key, usage.rss_bytes if usage else 0.0)
             for probe in _configured_probes(driver):
                 success.add_metric([*key, probe], counters.probe_success.get(probe, 0.0))
@@ -181,6 +197,17 @@ class SentinelCollector(Collector):
         info = GaugeMetricFamily("sentinel_build_info", "sentinel's version.", labels=["version"])
         info.add_metric([__version__], 1.0)
         yield info
+
+    def _cpu_counter(self, name: str, live: float) -> float:
+        """The tree's CPU as a counter: what exited members (or earlier runs) used stays
+        counted, so the series never goes back when a process exits or restarts."""
+        with self._cpu_lock:
+            total = self._cpu_base[name] + live
+            if total < self._cpu_last[name]:
+                self._cpu_base[name] += self._cpu_last[name] - total
+                total = self._cpu_last[name]
+            self._cpu_last[name] = total
+            return total
 
 
 def _configured_probes(driver: ProcessDriver) -> list[str]:

@@ -36,9 +36,10 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def tree_usage(pid: int) -> TreeUsage:
+def tree_usage(*roots: int) -> TreeUsage:
+    """Usage of the trees below `roots` (a main pid, and descendants that escaped it)."""
     cpu_ticks = rss_pages = 0
-    for member in descendants(pid):
+    for member in {m for root in roots for m in descendants(root)}:
         try:
             stat = Path(f"/proc/{member}/stat").read_text()
             statm = Path(f"/proc/{member}/statm").read_text()

@@ -159,10 +159,12 @@ class _Endpoints:
                 queue.put_nowait(event)
 
         async def stream() -> AsyncIterator[str]:
+            # Subscribe and snapshot the history in one step: no event is missed or repeated.
             unsubscribe = self.control.bus.subscribe(enqueue)
+            past = list(self.control.recent)[-history:] if history > 0 else []
             try:
                 yield ": connected\n\n"
-                for event in list(self.control.recent)[-history:] if history > 0 else ():
+                for event in past:
                     yield _sse(event.to_dict(), event.kind)
                 while follow and not self.control.closing.is_set():
                     getting = asyncio.ensure_future(queue.get())

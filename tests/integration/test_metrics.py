@@ -1,0 +1,753 @@
+"""GET /metrics of a real sentinel: the exposition, the counters against the event stream, the
+process-tree gauges, and a real Prometheus scraping it with the shipped rules and dashboard.
+
+Prometheus listens on 127.0.0.1:0 and does not say which port it got (except in a log line);
+`listening_ports` reads it back from /proc: the socket inodes among the process's fds, matched
+against the LISTEN entries of /proc/net/tcp. Nothing ever picks a "free" port and hopes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from sentinel import __version__
+from tests.conftest import require_binary
+from tests.integration.conftest import (
+    Event,
+    SentinelProcess,
+    child,
+    pid_alive,
+    state_is,
+    wait_until,
+)
+
+Start = Callable[[str], SentinelProcess]
+SLEEPER = json.dumps(child("import time; time.sleep(3600)"))
+ROOT = Path(__file__).resolve().parents[2]
+SCRAPE_CONFIG = ROOT / "conf" / "prometheus" / "prometheus.yml"
+ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
+DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+REASONS = {"exited", "liveness", "manual", "reload"}
+STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
+PER_PROCESS = {
+    "sentinel_program_up",
+    "sentinel_program_state",
+    "sentinel_program_restarts_total",
+    "sentinel_program_backoffs_total",
+    "sentinel_program_backoff_delay_seconds",
+    "sentinel_program_flapping",
+    "sentinel_program_start_time_seconds",
+    "sentinel_program_last_exit_code",
+    "sentinel_program_cpu_seconds_total",
+    "sentinel_program_resident_memory_bytes",
+}
+PER_PROBE = {
+    "sentinel_probe_success",
+    "sentinel_probe_failures_total",
+    "sentinel_probe_duration_seconds_bucket",
+    "sentinel_probe_duration_seconds_count",
+    "sentinel_probe_duration_seconds_sum",
+}
+
+
+# --- scraping sentinel ------------------------------------------------------------------------
+
+
+def scrape(daemon: SentinelProcess) -> list[Sample]:
+    """Every sample of one GET /metrics (over the control socket)."""
+    response = daemon.api("GET", "/metrics")
+    assert response.status_code == 200, response.text
+    families = text_string_to_metric_families(response.text)
+    return [sample for family in families for sample in family.samples]
+
+
+def value(samples: list[Sample], name: str, **labels: str) -> float:
+    """The value of the one sample called `name` whose labels include `labels`."""
+    found = [
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) == 1, f"{name}{labels}: {found}"
+    return found[0]
+
+
+def of_program(samples: list[Sample], program: str) -> list[Sample]:
+    return [s for s in samples if s.labels.get("program") == program]
+
+
+def not_zero(samples: list[Sample]) -> list[tuple[str, dict[str, str]]]:
+    """The samples that are not 0, as (name, labels other than program and group)."""
+    return [
+        (s.name, {k: v for k, v in s.labels.items() if k not in ("program", "group")})
+        for s in samples
+        if s.value != 0
+    ]
+
+
+def unique(events: list[Event], kind: str, process: str) -> list[Event]:
+    """Events of one kind for one process, once each (the stream's replay can repeat one)."""
+    seen: dict[str, Event] = {}
+    for event in events:
+        if event["event"] == kind and event["process"] == process:
+            seen.setdefault(json.dumps(event, sort_keys=True), event)
+    return list(seen.values())
+
+
+def http_address(daemon: SentinelProcess) -> str:
+    address = daemon.api("GET", "/healthz").json()["http"]
+    assert address and address.startswith("127.0.0.1:"), address
+    return str(address)
+
+
+class Listener:
+    """A loopback port bound in the test process: refused until `open()`, accepted after."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+
+    def open(self) -> None:
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        # Accept and drop each probe connection, so the backlog never fills.
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    port = Listener()
+    yield port
+    port.close()
+
+
+# --- 1. the exposition ------------------------------------------------------------------------
+
+
+def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel: Start) -> None:
+    """A real scrape passes `promtool check metrics` and has zeroed series for an unstarted program."""
+    promtool = require_binary("promtool")
+    daemon = sentinel(f"""
+        [control]
+        http = "127.0.0.1:0"
+        [programs.app]
+        command = {SLEEPER}
+        start_seconds = 0
+        [programs.app.liveness]
+        exec = {{ command = ["true"] }}
+        period = "100ms"
+        [programs.off]
+        command = {SLEEPER}
+        autostart = false
+        group = "idle"
+        [programs.off.liveness]
+        tcp = {{ port = 9 }}
+        [programs.off.readiness]
+        tcp = {{ port = 9 }}
+    """)
+    daemon.wait_event(lambda e: e["event"] == "probe_result" and e["process"] == "app")
+    response = httpx.get(f"http://{http_address(daemon)}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain;")  # the text format
+    body = response.text
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (check.stdout + check.stderr).strip() == "", check.stdout + check.stderr
+
+    samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
+    assert not [s.name for s in samples if s.name.endswith("_created")]
+    assert "_created" not in body
+    assert value(samples, "sentinel_build_info", version=__version__) == 1
+    assert value(samples, "sentinel_config_last_reload_successful") == 1
+    for result in ("sent", "failed", "suppressed"):
+        assert value(samples, "sentinel_notifications_total", result=result) == 0
+    # app ran a probe: its histogram is there and has counted it.
+    assert value(samples, "sentinel_program_up", program="app") == 1
+    assert value(samples, "sentinel_probe_duration_seconds_count", program="app") >= 1
+    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
+
+    off = of_program(samples, "off")
+    assert {s.name for s in off} == PER_PROCESS | PER_PROBE
+    assert {s.labels["group"] for s in off} == {"idle"}
+    assert {s.labels["state"] for s in off if s.name == "sentinel_program_state"} == STATES
+    assert {
+        s.labels["reason"] for s in off if s.name == "sentinel_program_restarts_total"
+    } == REASONS
+    assert {s.labels["probe"] for s in off if s.name == "sentinel_probe_success"} == {
+        "liveness",
+        "readiness",
+    }
+    assert not_zero(off) == [("sentinel_program_state", {"state": "STOPPED"})]
+    assert value(off, "sentinel_program_state", state="STOPPED") == 1
+
+
+# --- 2. counters against the event stream -----------------------------------------------------
+
+
+def test_restart_counters_match_the_restart_events_per_reason(
+    sentinel: Start, listener: Listener
+) -> None:
+    """restarts_total per reason and backoffs_total equal the restart and backoff events."""
+    kills = 3
+    config = f"""
+        [programs.app]
+        command = {SLEEPER}
+        start_seconds = 0
+        stop_timeout = "2s"
+        backoff = {{ initial = "20ms", max = "20ms" }}
+        [programs.app.liveness]
+        tcp = {{ port = {listener.port} }}
+        period = "100ms"
+        failure_threshold = 1
+    """
+    daemon = sentinel(config)
+    # The port refuses: liveness restarts; once it listens, the next probe makes app healthy.
+    daemon.wait_event(
+        lambda e: e["event"] == "restart" and e["process"] == "app" and e["reason"] == "liveness"
+    )
+    listener.open()
+    daemon.next_event(lambda e: e["event"] == "healthy" and e["process"] == "app")
+    pid = daemon.status("app")["pid"]
+
+    for _ in range(kills):
+        os.kill(pid, signal.SIGKILL)
+        restart = daemon.next_event(lambda e: e["event"] == "restart" and e["process"] == "app")
+        assert restart["reason"] == "exited", restart
+        pid = daemon.next_event(state_is("app", "RUNNING"))["pid"]
+
+    done = daemon.cli("restart", "app")
+    assert done.returncode == 0, done.stdout + done.stderr
+    restart = daemon.next_event(lambda e: e["event"] == "restart" and e["process"] == "app")
+    assert restart["reason"] == "manual", restart
+    daemon.next_event(state_is("app", "RUNNING"))
+
+    daemon.config_path.write_text(
+        daemon.config_path.read_text().replace('stop_timeout = "2s"', 'stop_timeout = "3s"')
+    )
+    done = daemon.cli("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    restart = daemon.next_event(lambda e: e["event"] == "restart" and e["process"] == "app")
+    assert restart["reason"] == "reload", restart
+    daemon.next_event(state_is("app", "RUNNING"))
+
+    samples = scrape(daemon)
+    restarts = unique(daemon.events, "restart", "app")
+    by_reason = Counter(e["reason"] for e in restarts)
+    assert by_reason["exited"] == kills and by_reason["manual"] == by_reason["reload"] == 1
+    assert by_reason["liveness"] >= 1
+    for reason in REASONS:
+        assert (
+            value(samples, "sentinel_program_restarts_total", program="app", reason=reason)
+            == by_reason[reason]
+        ), reason
+    backoffs = unique(daemon.events, "backoff", "app")
+    assert len(backoffs) == kills + by_reason["liveness"]  # manual and reload skip the backoff
+    assert value(samples, "sentinel_program_backoffs_total", program="app") == len(backoffs)
+    assert daemon.status("app")["restarts"] == len(restarts)
+    assert value(samples, "sentinel_program_up", program="app") == 1
+    assert value(samples, "sentinel_program_backoff_delay_seconds", program="app") == 0
+    assert value(samples, "sentinel_program_last_exit_code", program="app") == -signal.SIGTERM
+    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
+    failures = value(samples, "sentinel_probe_failures_total", program="app", probe="liveness")
+    assert failures >= by_reason["liveness"]
+
+
+# --- 3. reload adds and removes series --------------------------------------------------------
+
+
+def test_reload_removes_and_adds_series(sentinel: Start) -> None:
+    """A program removed by a reload loses its series; one added (or added back) starts at zero."""
+    program = """
+        [programs.{name}]
+        command = {command}
+        start_seconds = 0
+        autostart = {autostart}
+    """
+
+    def config(*programs: tuple[str, bool]) -> str:
+        return "".join(
+            program.format(name=name, command=SLEEPER, autostart=str(autostart).lower())
+            for name, autostart in programs
+        )
+
+    daemon = sentinel(config(("keep", True), ("gone", True)))
+    daemon.wait_event(state_is("gone", "RUNNING"))
+    done = daemon.cli("restart", "gone")
+    assert done.returncode == 0, done.stdout + done.stderr
+    daemon.wait_event(lambda e: e["event"] == "restart" and e["process"] == "gone")
+    before = scrape(daemon)
+    assert value(before, "sentinel_program_restarts_total", program="gone", reason="manual") == 1
+    assert not of_program(before, "new")
+
+    def reload(text: str) -> Event:
+        daemon.config_path.write_text(text)
+        done = daemon.cli("reload")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return daemon.next_event(lambda e: e["event"] == "config_reloaded")
+
+    reloaded = reload(config(("keep", True), ("new", False)))
+    assert (reloaded["ok"], reloaded["added"], reloaded["removed"]) == (True, ["new"], ["gone"])
+    after = scrape(daemon)
+    assert not of_program(after, "gone")
+    new = of_program(after, "new")
+    assert {s.name for s in new} == PER_PROCESS
+    assert not_zero(new) == [("sentinel_program_state", {"state": "STOPPED"})]
+    assert {s.name for s in of_program(after, "keep")} == PER_PROCESS
+    assert value(after, "sentinel_program_up", program="keep") == 1
+
+    reload(config(("keep", True), ("new", False), ("gone", False)))
+    back = of_program(scrape(daemon), "gone")
+    assert {s.name for s in back} == PER_PROCESS
+    assert not_zero(back) == [("sentinel_program_state", {"state": "STOPPED"})]
+
+
+# --- 4. the process tree ----------------------------------------------------------------------
+
+
+def own_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds (utime + stime) and RSS bytes of one process alone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_cpu_and_memory_cover_the_whole_process_tree(sentinel: Start, tmp_path: Path) -> None:
+    """A grandchild's 60 MB and its busy loop count in the program's memory and CPU."""
+    marker = tmp_path / "allocated"
+    grandchild = f"""
+        from pathlib import Path
+        data = b"x" * (60 * 2**20)  # filled, so every page is resident
+        Path({str(marker)!r}).touch()
+        while True:
+            pass
+    """
+    middle = f"""
+        import subprocess, time
+        subprocess.Popen({child(grandchild)!r})
+        time.sleep(3600)
+    """
+    main = f"""
+        import subprocess, time
+        subprocess.Popen({child(middle)!r})
+        time.sleep(3600)
+    """
+    daemon = sentinel(f"""
+        [programs.tree]
+        command = {json.dumps(child(main))}
+        start_seconds = 0
+        stop_timeout = "5s"
+        [programs.tree.readiness]
+        exec = {{ command = ["sh", "-c", "test -e {marker} || exit 2"] }}
+        period = "100ms"
+    """)
+    daemon.wait_event(lambda e: e["event"] == "probe_result" and e["ok"], timeout=20)
+    pid = daemon.status("tree")["pid"]
+
+    def tree(name: str) -> float:
+        return value(scrape(daemon), name, program="tree")
+
+    assert tree("sentinel_program_resident_memory_bytes") >= 60 * 2**20
+    own_cpu, own_rss = own_usage(pid)
+    assert own_rss < 60 * 2**20  # the main process alone is far from it: the tree is summed
+    first = tree("sentinel_program_cpu_seconds_total")
+    # Nothing emits an event as CPU time accrues: poll, bounded.
+    wait_until(
+        lambda: tree("sentinel_program_cpu_seconds_total") >= first + 0.5,
+        timeout=20,
+        what="the busy grandchild's CPU to show in the program's counter",
+    )
+    assert own_usage(pid)[0] - own_cpu < 0.1  # and not from the main process
+
+
+def test_cpu_counter_does_not_go_back_when_a_descendant_is_orphaned(
+    sentinel: Start, tmp_path: Path
+) -> None:
+    """A busy grandchild whose parent exits still counts, so the CPU counter never decreases."""
+    marker = tmp_path / "middle.pid"
+    busy = """
+        data = b"x" * (60 * 2**20)
+        while True:
+            pass
+    """
+    middle = f"""
+        import os, signal, subprocess
+        from pathlib import Path
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+        subprocess.Popen({child(busy)!r})
+        Path({str(marker)!r}).write_text(str(os.getpid()))
+        signal.sigwait({{signal.SIGUSR1}})  # then exit: the busy grandchild is orphaned
+    """
+    main = f"""
+        import subprocess, time
+        subprocess.Popen({child(middle)!r})
+        time.sleep(3600)
+    """
+    daemon = sentinel(f"""
+        [programs.tree]
+        command = {json.dumps(child(main))}
+        start_seconds = 0
+        stop_timeout = "5s"
+        [programs.tree.readiness]
+        exec = {{ command = ["sh", "-c", "test -s {marker} || exit 2"] }}
+        period = "100ms"
+    """)
+    daemon.wait_event(lambda e: e["event"] == "probe_result" and e["ok"], timeout=20)
+
+    def tree(name: str) -> float:
+        return value(scrape(daemon), name, program="tree")
+
+    wait_until(
+        lambda: tree("sentinel_program_cpu_seconds_total") >= 1.0,
+        timeout=20,
+        what="the busy grandchild's CPU to show in the program's counter",
+    )
+    before = tree("sentinel_program_cpu_seconds_total")
+    middle_pid = int(marker.read_text())
+    os.kill(middle_pid, signal.SIGUSR1)
+    wait_until(lambda: not pid_alive(middle_pid), timeout=10, what="the middle process to exit")
+    after = tree("sentinel_program_cpu_seconds_total")
+    assert after >= before, f"the counter went back from {before:.2f}s to {after:.2f}s"
+    assert tree("sentinel_program_resident_memory_bytes") >= 60 * 2**20
+
+
+# --- 5. a real Prometheus ---------------------------------------------------------------------
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports `pid` listens on: its socket fds' inodes, matched in /proc/net/tcp{,6}."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and inode in inodes:  # 0A: TCP_LISTEN
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1:0 in `directory`, and its HTTP API."""
+
+    def __init__(self, binary: str, directory: Path, config: dict[str, Any]) -> None:
+        directory.mkdir()
+        self.config_path = directory / "prometheus.yml"
+        self.config_path.write_text(json.dumps(config))  # JSON is YAML
+        self.log_path = directory / "prometheus.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={directory / 'tsdb'}",
+                    "--web.listen-address=127.0.0.1:0",
+                ],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=directory,
+            )  # fmt: skip
+        self.port: int = wait_until(self._port, timeout=30, what="Prometheus to listen")
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        wait_until(self._ready, timeout=30, what="Prometheus to be ready")
+
+    def _port(self) -> int | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
+        ports = listening_ports(self.proc.pid)
+        assert len(ports) <= 1, ports
+        return ports.pop() if ports else None
+
+    def _ready(self) -> bool:
+        return self.client.get("/-/ready").status_code == 200
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def api(self, path: str, **params: str) -> Any:
+        response = self.client.get(f"/api/v1/{path}", params=params)
+        body = response.json()
+        assert body["status"] == "success", f"{path} {params}: {body}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; a bad expression fails at once (not after a timeout)."""
+        data = self.api("query", query=expr)
+        result: list[dict[str, Any]] = data["result"]
+        return result if data["resultType"] in ("vector", "matrix") else [{"value": result}]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        self.client.close()
+        assert code == 0, self.log()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+    """Start a real Prometheus on a config; it is stopped (SIGTERM, exit 0) at teardown."""
+    binary = require_binary("prometheus")
+    started: list[Prometheus] = []
+
+    def start(config: dict[str, Any]) -> Prometheus:
+        server = Prometheus(binary, tmp_path / f"prometheus-{len(started)}", config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def rules_firing_at_once(directory: Path) -> Path:
+    """The shipped alert rules with every `for:` set to 0s: a test cannot wait 5-15 minutes."""
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+    path = directory / "sentinel-alerts.yml"
+    path.write_text(json.dumps(rules))
+    return path
+
+
+def scrape_config(target: str, rule_file: Path) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping `target` every second with `rule_file`."""
+    config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    config["global"] = {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    config["rule_files"] = [str(rule_file)]
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
+    job["static_configs"] = [{"targets": [target]}]
+    return config
+
+
+def grafana_expr(expr: str, variables: dict[str, str]) -> str:
+    """A dashboard query with its variables ($x, ${x}, ${x:format}) filled in as Grafana would."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in variables, f"unknown dashboard variable ${name} in {expr}"
+        return variables[name]
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", fill, expr)
+
+
+def has_a_number(result: list[dict[str, Any]]) -> bool:
+    return any(math.isfinite(float(r["value"][1])) for r in result)
+
+
+def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
+    sentinel: Start, prometheus: Callable[[dict[str, Any]], Prometheus], closed_port: int,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Real Prometheus: every dashboard query has data, every rule evaluates, four alerts fire."""
+    crash = json.dumps(child("import sys; sys.exit(1)"))
+    config = f"""
+        [control]
+        http = "127.0.0.1:0"
+        [programs.steady]
+        command = {SLEEPER}
+        start_seconds = 0
+        [programs.crashloop]
+        command = {crash}
+        start_seconds = 0
+        backoff = {{ initial = "100ms", max = "200ms" }}
+        [programs.livefail]
+        command = {SLEEPER}
+        start_seconds = 0
+        backoff = {{ initial = "100ms", max = "200ms" }}
+        [programs.livefail.liveness]
+        tcp = {{ port = {closed_port} }}
+        period = "200ms"
+        failure_threshold = 1
+        [programs.fatal]
+        command = {crash}
+        start_seconds = "1s"
+        start_retries = 1
+        backoff = {{ initial = "100ms" }}
+    """
+    daemon = sentinel(config)
+    target = http_address(daemon)
+    daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
+    good = daemon.config_path.read_text()
+    daemon.config_path.write_text(
+        good + '[programs.typo]\ncommand = "true"\nstop_timeout = "soon"\n'
+    )
+    rejected = daemon.cli("reload")
+    assert rejected.returncode == 1 and "stop_timeout" in rejected.stderr, rejected.stderr
+    daemon.wait_event(lambda e: e["event"] == "config_reloaded" and not e["ok"])
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.status("steady")["state"] == "RUNNING"
+
+    server = prometheus(scrape_config(target, rules_firing_at_once(tmp_path)))
+    deadline = time.monotonic() + 60  # for everything below, together
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.1)
+
+    wait_until(
+        lambda: server.query('up{job="sentinel"} == 1'), timeout=left(), what="a first scrape"
+    )
+    (up,) = server.query('up{job="sentinel"}')
+    assert up["metric"]["instance"] == target
+
+    # (a) Every dashboard query returns data; the variables' label_values list what runs.
+    variables = {"job": "sentinel", "instance": target, "program": ".*", "__rate_interval": "20s"}
+    board = json.loads(DASHBOARD.read_text())
+    pending = {
+        f"{panel['title']} ({t['refId']})": grafana_expr(t["expr"], variables)
+        for panel in board["panels"]
+        for t in panel.get("targets", [])
+    }
+    assert len(pending) >= 17
+
+    def dashboard_has_data() -> bool:
+        for title, expr in list(pending.items()):
+            if has_a_number(server.query(expr)):
+                del pending[title]
+        return not pending
+
+    try:
+        wait_until(dashboard_has_data, timeout=left(), what="every dashboard query to have data")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: no data for {json.dumps(pending, indent=2)}") from None
+    label_values = {
+        variable["name"]: re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
+        for variable in board["templating"]["list"]
+        if variable["type"] == "query"
+    }
+    listed = {}
+    for name, match in label_values.items():
+        assert match is not None, name
+        selector = grafana_expr(match.group(1), variables)
+        listed[name] = set(server.api(f"label/{match.group(2)}/values", **{"match[]": selector}))
+    assert listed == {
+        "job": {"sentinel"},
+        "instance": {target},
+        "program": {"steady", "crashloop", "livefail", "fatal"},
+    }
+
+    # (b) Every rule evaluates without error, and every sentinel metric it names has series.
+    rules = [rule for group in server.api("rules")["groups"] for rule in group["rules"]]
+    assert len(rules) == sum(
+        len(group["rules"]) for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    )
+
+    def rules_evaluated() -> bool:
+        fresh = [r for g in server.api("rules")["groups"] for r in g["rules"]]
+        return all(r["health"] == "ok" and not r.get("lastError") for r in fresh)
+
+    wait_until(rules_evaluated, timeout=left(), what="every rule to evaluate without error")
+    for rule in rules:
+        server.query(rule["query"])
+        for metric in set(re.findall(r"\bsentinel_\w+", rule["query"])):
+            assert server.query(f'count({{__name__="{metric}", job="sentinel"}})'), (
+                f"{rule['name']}: no series for {metric}"
+            )
+
+    # (c) The alerts for what the daemon went through fire, for the right program.
+    wanted = {
+        ("SentinelProgramCrashLooping", "crashloop"),
+        ("SentinelLivenessFailing", "livefail"),
+        ("SentinelProgramFatal", "fatal"),
+        ("SentinelConfigReloadFailed", None),
+    }
+
+    def firing() -> list[dict[str, str]]:
+        alerts = server.api("alerts")["alerts"]
+        return [alert["labels"] for alert in alerts if alert["state"] == "firing"]
+
+    def fired() -> set[tuple[str, str | None]]:
+        return {
+            (labels["alertname"], labels.get("program"))
+            for labels in firing()
+            if labels.get("instance") == target
+        }
+
+    try:
+        wait_until(lambda: wanted <= fired(), timeout=left(), what="the alerts to fire")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: firing {sorted(fired(), key=str)}") from None
+    now = firing()
+    assert not [labels for labels in now if labels.get("program") == "steady"], now
+    assert not {"SentinelDown", "SentinelAbsent"} & {labels["alertname"] for labels in now}, now
+
+
+def test_liveness_alert_is_quiet_until_the_first_probe(
+    sentinel: Start, prometheus: Callable[[dict[str, Any]], Prometheus], closed_port: int,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """SentinelLivenessFailing does not fire for a RUNNING program whose probe has not run yet."""
+    crash = json.dumps(child("import sys; sys.exit(1)"))
+    daemon = sentinel(f"""
+        [control]
+        http = "127.0.0.1:0"
+        [programs.slow]
+        command = {SLEEPER}
+        start_seconds = 0
+        [programs.slow.liveness]
+        tcp = {{ port = {closed_port} }}
+        initial_delay = "1h"
+        [programs.fatal]
+        command = {crash}
+        start_seconds = "1s"
+        start_retries = 0
+    """)
+    target = http_address(daemon)
+    daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
+    server = prometheus(scrape_config(target, rules_firing_at_once(tmp_path)))
+
+    def alerts() -> list[dict[str, str]]:
+        return [alert["labels"] for alert in server.api("alerts")["alerts"]]
+
+    # The FATAL alert shows that the rules have run on a scrape that had both programs.
+    wait_until(
+        lambda: any(a["alertname"] == "SentinelProgramFatal" for a in alerts()),
+        timeout=30,
+        what="SentinelProgramFatal",
+    )
+    assert not [a for a in alerts() if a.get("program") == "slow"], alerts()
+    assert not [e for e in daemon.events if e["event"] == "probe_result"]

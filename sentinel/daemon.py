@@ -36,7 +36,7 @@ from sentinel.events import (
     Unhealthy,
 )
 from sentinel.logsetup import configure_logging
-from sentinel.metrics import SentinelCollector, make_registry
+from sentinel.metrics import SentinelCollector
 from sentinel.model import Config, ProcessSpec
 from sentinel.notify import Notifier, ProcessContext
 from sentinel.probes.exec import ExecProber
@@ -72,7 +72,6 @@ class Daemon:
         )
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
         self.metrics = SentinelCollector(self.supervisor.drivers.values, self._escaped)
-        self.metrics_registry = make_registry(self.metrics)
         self.bus.subscribe(log_event)
         self.bus.subscribe(self._remember)
         self.bus.subscribe(self.metrics.on_event)

@@ -11,8 +11,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -21,6 +20,7 @@ from starlette.routing import Route
 from sentinel import __version__
 from sentinel.errors import ConfigError, NoSuchProcess
 from sentinel.events import ConfigReloaded, Event, EventBus
+from sentinel.metrics import SentinelCollector
 from sentinel.model import parse_signal
 from sentinel.process import ProcessDriver
 from sentinel.supervisor import Supervisor
@@ -39,7 +39,7 @@ class Control(Protocol):
     def recent(self) -> Sequence[Event]:
         """The last events, oldest first."""
 
-    metrics_registry: CollectorRegistry
+    metrics: SentinelCollector
     http_address: str | None  # where [control].http listens, as bound
 
     async def reload(self) -> ConfigReloaded: ...
@@ -59,7 +59,7 @@ class _Endpoints:
     async def metrics(self, _: Request) -> Response:
         # The scrape walks /proc for every process tree: keep that off the event loop. The
         # collector only reads the drivers' state (one attribute read at a time, under the GIL).
-        body = await asyncio.to_thread(generate_latest, self.control.metrics_registry)
+        body = await asyncio.to_thread(self.control.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, _: Request) -> Response:

@@ -6,9 +6,12 @@ so the bytes never enter Python. Rotation follows logging.RotatingFileHandler an
 
 - no file exceeds max_bytes: a splice moves at most the room left, and a full file rotates
   before the next byte is written;
-- no line is split across files unless it alone is longer than max_bytes: splice cannot look
-  at the bytes it moves, so at rotation the unfinished last line of the full file is cut off
-  it and carried to the start of the new one (with splice, the only bytes Python touches).
+- no line is split across files unless it is longer than LINE_MAX (or max_bytes): splice
+  cannot look at the bytes it moves, so at rotation the unfinished last line of the full file
+  is cut off it and carried to the start of the new one (with splice, the only bytes Python
+  touches). The search for that line's start looks back LINE_MAX bytes at most, so output
+  without newlines costs one small read per rotation, not a re-read of the whole file;
+  journald splits long lines the same way (LineMax, 48 KiB).
 
 Concatenating path.N ... path.1, path always gives exactly the bytes the child wrote.
 """
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 PIPE_SIZE = 1 << 20  # a fast writer rarely blocks on a 1 MiB pipe
 MIN_PIPE_SIZE = 1 << 16  # the kernel's default: never ask for less
 DRAIN_BUDGET = 8 << 20  # per loop callback, so one fast writer cannot starve the loop
-SCAN_BLOCK = 1 << 16  # the backward search for the last newline reads this much at a time
+LINE_MAX = 1 << 16  # a longer line may be split at a rotation
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
@@ -233,17 +236,11 @@ class LogCapture:
             os.close(old)
 
     def _last_line_end(self) -> int:
-        """The offset just after the file's last newline, searched back over at most
-        max_bytes; 0 when there is none (one line fills the file: it gets split)."""
-        floor = max(self._pos - self._max_bytes, 0)
-        end = self._pos
-        while end > floor:
-            start = max(end - SCAN_BLOCK, floor)
-            found = _pread_all(self._fd, end - start, start).rfind(b"\n")
-            if found >= 0:
-                return start + found + 1
-            end = start
-        return 0
+        """The offset just after the file's last newline within its last LINE_MAX bytes; 0
+        when there is none (a line that long is split at the rotation)."""
+        start = max(self._pos - min(self._max_bytes, LINE_MAX), 0)
+        found = _pread_all(self._fd, self._pos - start, start).rfind(b"\n")
+        return start + found + 1 if found >= 0 else 0
 
     def _backup(self, n: int) -> Path:
         return self._path.with_name(f"{self._path.name}.{n}")

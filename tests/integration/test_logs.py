@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.errors import CaptureClosed
-from sentinel.logs import LogCapture
+from sentinel.logs import LINE_MAX, LogCapture
 
 # Numbered lines of uneven length (50..149 bytes), so that neither chunks nor rotations line up
 # with line ends. The child and the test build the same bytes from this source.
@@ -110,6 +110,25 @@ async def test_unfinished_line_moves_to_the_next_file_and_only_an_overlong_line_
 
     contents = [f.read_bytes() for f in files_in_order(capture.path)]
     assert contents == [a, b, b"c" * 100, b"c" * 100, b"c" * 50 + b"\n" + d]
+
+
+@pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
+async def test_a_line_longer_than_line_max_is_split_at_the_rotation(
+    make_capture: Callable[..., LogCapture], use_splice: bool
+) -> None:
+    """The search for the last line end looks back LINE_MAX bytes only: a line of LINE_MAX
+    moves whole to the next file, a longer one that straddles the rotation is split there."""
+    capture = make_capture(max_bytes=4 * LINE_MAX, backups=10, use_splice=use_splice)
+    sizes = {b"a": LINE_MAX, b"b": 2 * LINE_MAX, b"c": LINE_MAX - 1, b"f": 3 * LINE_MAX + 100}
+    # c straddles the first rotation and moves whole; f straddles the second, its start is
+    # too far back.
+    a, b, c, f = (char * size + b"\n" for char, size in sizes.items())
+    expression = " + ".join(f"{char!r} * {size} + b'\\n'" for char, size in sizes.items())
+    await run_child(capture, writer(expression, block=4096))
+    await wait_stored(capture, len(a + b + c + f))
+
+    contents = [path.read_bytes() for path in files_in_order(capture.path)]
+    assert contents == [a + b, c + b"f" * (3 * LINE_MAX), b"f" * 100 + b"\n"]
 
 
 async def test_only_the_newest_backups_are_kept(make_capture: Callable[..., LogCapture]) -> None:

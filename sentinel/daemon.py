@@ -246,6 +246,8 @@ def _log_tail(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> str:
 
 def log_event(event: Event) -> None:
     """Every state change and restart goes to sentinel's log, with its reason."""
+    if isinstance(event, ProbeResultEvent) and event.ok:
+        return  # the common case, a thousand times a second: not logged
     fields: dict[str, Any] = {"fields": event.to_dict()}
     if isinstance(event, StateChanged):
         log.info(

@@ -194,6 +194,9 @@ def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+
 class HttpCheck(Frozen):
     url: str = Field(pattern=r"^https?://")
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
@@ -204,6 +207,16 @@ class HttpCheck(Frozen):
     body_contains: str | None = None
     body_regex: str | None = None
     tls_verify: bool = True
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"expected a header name (letters, digits, -), got {name!r}")
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: expected a value without line breaks")
+        return value
 
     @field_validator("body_regex")
     @classmethod

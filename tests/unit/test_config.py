@@ -165,6 +165,14 @@ def test_non_loopback_http_is_refused(tmp_path: Path) -> None:
             'http = { url = "http://h/", expect_status = "2xx" }',
             'expected HTTP statuses like "200-399"',
         ),
+        (
+            'http = { url = "http://h/", headers = { "X-A" = "1\\r\\nX-B: 2" } }',
+            "programs.a.liveness.http.headers: header 'X-A': expected a value without line",
+        ),
+        (
+            'http = { url = "http://h/", headers = { "X A" = "1" } }',
+            "programs.a.liveness.http.headers: expected a header name",
+        ),
     ],
 )
 def test_probe_errors_name_the_key(tmp_path: Path, probe: str, message: str) -> None:

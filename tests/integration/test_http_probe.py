@@ -1,0 +1,489 @@
+"""HttpProber against real loopback servers: statuses, body framings, requests, failures, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import trustme
+
+from sentinel.model import HttpCheck
+from sentinel.probes import ProbeResult
+from sentinel.probes.http import HttpProber
+
+
+@dataclass
+class Request:
+    """One request as the server read it off the wire."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]  # names lower-cased, in the order sent
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        """Every value sent under `name` (case-insensitive)."""
+        return [value for key, value in self.headers if key == name.lower()]
+
+
+# Writes the response to one request; returns True to keep the connection open for another.
+Respond = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
+    """The next request on a connection, or None if the client closed it between requests."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return None
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, version = request_line.split(" ")
+    headers = []
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+    request = Request(method, target, version, headers, b"")
+    if length := request.header("content-length"):
+        request.body = await reader.readexactly(int(length[0]))
+    return request
+
+
+@dataclass
+class LoopbackServer:
+    """A real server on 127.0.0.1 (port 0, kept bound) in the test's own event loop."""
+
+    respond: Respond
+    ssl_context: ssl.SSLContext | None = None
+    connections: int = 0  # accepted (after the TLS handshake, for TLS)
+    requests: list[Request] = field(default_factory=list)
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def start(self) -> LoopbackServer:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", 0, ssl=self.ssl_context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, path: str = "/", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while (request := await read_request(reader)) is not None:
+                self.requests.append(request)
+                if not await self.respond(request, writer):
+                    break
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the prober hung up early (it read enough, or gave up): its verdict is checked
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self._handlers.discard(task)
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()  # handlers that hang on purpose
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def head(status: int, reason: str, *headers: str, version: str = "HTTP/1.1") -> bytes:
+    return "\r\n".join([f"{version} {status} {reason}", *headers, "", ""]).encode()
+
+
+def reply(status: int, reason: str, body: bytes = b"", *headers: str) -> Respond:
+    """A keep-alive HTTP/1.1 response with Content-Length (and no body for HEAD)."""
+
+    async def respond(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(head(status, reason, f"Content-Length: {len(body)}", *headers))
+        if request.method != "HEAD":
+            writer.write(body)
+        await writer.drain()
+        return True
+
+    return respond
+
+
+def send_raw(data: bytes, then: str) -> Respond:
+    """Write `data` as is, then "close" the connection or "hang" with it open."""
+
+    async def respond(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data)
+        await writer.drain()
+        if then == "hang":
+            await asyncio.get_running_loop().create_future()  # cancelled at teardown
+        return False
+
+    return respond
+
+
+def send_chunked(parts: list[bytes]) -> Respond:
+    """A Transfer-Encoding: chunked body, one chunk per part, each written out separately."""
+
+    async def respond(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(head(200, "OK", "Content-Type: text/plain", "Transfer-Encoding: chunked"))
+        for part in parts:
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    return respond
+
+
+def send_until_close(body: bytes) -> Respond:
+    """An HTTP/1.0 body with no length: it ends where the server closes the connection."""
+    return send_raw(head(200, "OK", "Content-Type: text/plain", version="HTTP/1.0") + body, "close")
+
+
+def send_body(framing: str, body: bytes, parts: list[bytes] | None = None) -> Respond:
+    if framing == "content-length":
+        return reply(200, "OK", body, "Content-Type: text/plain")
+    if framing == "chunked":
+        return send_chunked(parts or [body[i : i + 10_000] for i in range(0, len(body), 10_000)])
+    return send_until_close(body)
+
+
+async def hang(request: Request, writer: asyncio.StreamWriter) -> bool:
+    """Accept and read the request, never answer."""
+    await asyncio.get_running_loop().create_future()  # cancelled at teardown
+    return False
+
+
+async def redirect_root(request: Request, writer: asyncio.StreamWriter) -> bool:
+    """A 301 from / to /elsewhere, which answers 200: following it would change the verdict."""
+    if request.target == "/":
+        return await reply(301, "Moved Permanently", b"", "Location: /elsewhere")(request, writer)
+    return await reply(200, "OK", b"ok")(request, writer)
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+Serve = Callable[..., Awaitable[LoopbackServer]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start loopback servers; each is closed (hanging handlers cancelled) at teardown."""
+    started: list[LoopbackServer] = []
+
+    async def start(respond: Respond, ssl_context: ssl.SSLContext | None = None) -> LoopbackServer:
+        server = await LoopbackServer(respond, ssl_context).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.close()
+
+
+@pytest.fixture
+async def prober() -> AsyncIterator[HttpProber]:
+    prober = HttpProber()
+    yield prober
+    await prober.aclose()
+
+
+@pytest.fixture
+def self_signed() -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for 127.0.0.1 from a CA nobody trusts."""
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+async def timed(prober: HttpProber, check: HttpCheck, timeout: float) -> tuple[ProbeResult, float]:
+    """The probe's result and how long the await took (monotonic)."""
+    began = time.monotonic()
+    result = await prober.probe(check, timeout)
+    return result, time.monotonic() - began
+
+
+def verdict(result: ProbeResult) -> tuple[bool, str, bool]:
+    return result.ok, result.detail, result.warning
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "fields", "ok"),
+    [
+        ((200, "OK"), {}, True),
+        ((204, "No Content"), {}, True),
+        ((302, "Found"), {}, True),
+        ((399, "Whatever"), {}, True),  # the reason comes from the wire, not from a table
+        ((400, "Bad Request"), {}, False),
+        ((404, "Not Found"), {}, False),
+        ((503, "Service Unavailable"), {}, False),
+        ((503, "Service Unavailable"), {"expect_status": ((503, 503),)}, True),
+        ((200, "OK"), {"expect_status": ((201, 299),)}, False),
+        ((204, "No Content"), {"expect_status": ((200, 200), (204, 204))}, True),
+    ],
+)
+async def test_status_is_judged_against_expect_status(
+    serve: Serve, prober: HttpProber, answer: tuple[int, str], fields: dict[str, Any], ok: bool
+) -> None:
+    """A status inside expect_status (default 200-399) passes, outside fails: "HTTP 503 ..."."""
+    status, reason = answer
+    server = await serve(reply(status, reason, b"" if status == 204 else b"body"))
+    check = HttpCheck(url=server.url("/healthz"), **fields)
+
+    result, elapsed = await timed(prober, check, 5.0)
+
+    assert verdict(result) == (ok, f"HTTP {status} {reason}", False)
+    assert 0 < result.latency <= elapsed
+    assert [r.target for r in server.requests] == ["/healthz"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [({}, True), ({"expect_status": ((200, 200),)}, False)],
+    ids=["default", "200-only"],
+)
+async def test_redirect_is_judged_by_its_own_status_not_followed(
+    serve: Serve, prober: HttpProber, fields: dict[str, Any], ok: bool
+) -> None:
+    """A 301 is not followed: it passes the default ranges and fails expect_status 200."""
+    server = await serve(redirect_root)
+
+    result = await prober.probe(HttpCheck(url=server.url("/"), **fields), 5.0)
+
+    assert verdict(result) == (ok, "HTTP 301 Moved Permanently", False)
+    assert [r.target for r in server.requests] == ["/"]
+
+
+# --- body -----------------------------------------------------------------------------------
+
+FRAMINGS = ["content-length", "chunked", "close"]
+PAGE = b"<html>status: all-good; version 1.2.3</html>\n"
+# "all-good" and the regex below both span the boundary between the first and second chunk.
+PAGE_PARTS = [b"<html>status: al", b"l-go", b"od; version 1.2.3</html>\n"]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        ({"body_contains": "all-good"}, (True, "HTTP 200 OK")),
+        ({"body_contains": "all-bad"}, (False, "HTTP 200: body lacks 'all-bad'")),
+        ({"body_regex": "status: al+-go+d;"}, (True, "HTTP 200 OK")),
+        ({"body_regex": "version [2-9]"}, (False, "HTTP 200: body does not match 'version [2-9]'")),
+        ({"body_contains": "all-good", "body_regex": "^<html>"}, (True, "HTTP 200 OK")),
+        (
+            {"body_contains": "all-good", "body_regex": "^status"},
+            (False, "HTTP 200: body does not match '^status'"),
+        ),
+    ],
+    ids=["contains", "lacks", "matches", "no-match", "both", "contains-but-no-match"],
+)
+async def test_body_is_checked_whatever_its_framing(
+    serve: Serve,
+    prober: HttpProber,
+    framing: str,
+    match: dict[str, str],
+    expected: tuple[bool, str],
+) -> None:
+    """body_contains and body_regex see the body, sent with a length, chunked or until close."""
+    assert b"".join(PAGE_PARTS) == PAGE
+    server = await serve(send_body(framing, PAGE, PAGE_PARTS))
+
+    result = await prober.probe(HttpCheck(url=server.url("/"), **match), 5.0)
+
+    assert verdict(result) == (*expected, False)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_only_the_first_64_kib_of_the_body_is_examined(
+    serve: Serve, prober: HttpProber, framing: str
+) -> None:
+    """A needle after 100 KiB of filler is not found; one inside the first 64 KiB is."""
+    needle = "needle-in-the-body"
+    late = await serve(send_body(framing, b"x" * (100 * 1024) + needle.encode() + b"\n"))
+    early = await serve(
+        send_body(framing, b"x" * (60 * 1024) + needle.encode() + b"x" * (40 * 1024))
+    )
+
+    late_result = await prober.probe(HttpCheck(url=late.url("/"), body_contains=needle), 5.0)
+    early_result = await prober.probe(HttpCheck(url=early.url("/"), body_contains=needle), 5.0)
+
+    assert verdict(late_result) == (False, f"HTTP 200: body lacks {needle!r}", False)
+    assert verdict(early_result) == (True, "HTTP 200 OK", False)
+
+
+# --- the request ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+async def test_server_sees_the_method_target_headers_and_host(
+    serve: Serve, prober: HttpProber, method: str
+) -> None:
+    """The configured method and extra headers reach the server, with Host as host:port."""
+    server = await serve(reply(200, "OK", b"fine"))
+    headers = {"X-Probe": "sentinel", "X-Request-Id": "probe-42"}
+    check = HttpCheck(url=server.url("/healthz?full=1"), method=method, headers=headers)
+
+    result = await prober.probe(check, 5.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    [request] = server.requests
+    assert (request.method, request.target, request.version) == (
+        method,
+        "/healthz?full=1",
+        "HTTP/1.1",
+    )
+    assert request.header("x-probe") == ["sentinel"]
+    assert request.header("x-request-id") == ["probe-42"]
+    assert request.header("host") == [f"127.0.0.1:{server.port}"]
+    assert request.body == b""
+
+
+async def test_head_with_content_length_and_no_body_does_not_wait_for_one(
+    serve: Serve, prober: HttpProber
+) -> None:
+    """A HEAD answer announcing 5000 bytes, on a connection left open, passes at once."""
+    server = await serve(send_raw(head(200, "OK", "Content-Length: 5000"), then="hang"))
+    check = HttpCheck(url=server.url("/"), method="HEAD")
+
+    result, elapsed = await timed(prober, check, 3.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    assert elapsed < 1.0
+    assert [r.method for r in server.requests] == ["HEAD"]
+
+
+async def test_each_probe_opens_a_new_connection(serve: Serve, prober: HttpProber) -> None:
+    """Three probes make three connections, though the server would keep each one alive."""
+    server = await serve(reply(200, "OK", b"ok"))
+    check = HttpCheck(url=server.url("/"))
+
+    results = [await prober.probe(check, 5.0) for _ in range(3)]
+
+    assert [verdict(r) for r in results] == [(True, "HTTP 200 OK", False)] * 3
+    assert len(server.requests) == 3
+    assert server.connections == 3
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        hang,
+        send_raw(head(200, "OK", "Content-Length: 100") + b"only ten b", then="hang"),
+    ],
+    ids=["never-answers", "stalls-mid-body"],
+)
+async def test_a_silent_server_times_out_within_the_bound(
+    serve: Serve, prober: HttpProber, respond: Respond
+) -> None:
+    """A server that accepts but never finishes its answer times out, within timeout + 0.5 s."""
+    server = await serve(respond)
+    timeout = 0.3
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/")), timeout)
+
+    assert verdict(result) == (False, "timed out after 0.3s", False)
+    assert timeout <= elapsed < timeout + 0.5
+    assert server.connections == 1
+
+
+async def test_a_closed_port_is_connection_refused(prober: HttpProber, closed_port: int) -> None:
+    """Nothing listening on the port: the probe fails with "connection refused"."""
+    check = HttpCheck(url=f"http://127.0.0.1:{closed_port}/")
+
+    result, elapsed = await timed(prober, check, 3.0)
+
+    assert verdict(result) == (False, "connection refused", False)
+    assert elapsed < 1.0
+
+
+async def close_at_once(request: Request, writer: asyncio.StreamWriter) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        send_raw(b"hello\r\n\r\n", then="hang"),
+        send_raw(b"hello\r\n\r\n", then="close"),
+        close_at_once,
+    ],
+    ids=["garbage-then-silence", "garbage-then-close", "close-without-answering"],
+)
+async def test_a_broken_answer_fails_promptly(
+    serve: Serve, prober: HttpProber, respond: Respond
+) -> None:
+    """Garbage for a status line, or a close with no answer, fails at once, with a reason."""
+    server = await serve(respond)
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/")), 2.0)
+
+    assert result.ok is False
+    assert result.detail
+    assert "timed out" not in result.detail
+    assert not result.detail.startswith("HTTP ")
+    assert elapsed < 1.0
+    assert len(server.requests) == 1
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+async def test_self_signed_certificate_fails_verification(
+    serve: Serve, prober: HttpProber, self_signed: ssl.SSLContext
+) -> None:
+    """With tls_verify on, a certificate from an unknown CA fails the probe before any request."""
+    server = await serve(reply(200, "OK", b"ok"), self_signed)
+    check = HttpCheck(url=server.url("/", scheme="https"), tls_verify=True)
+
+    result, elapsed = await timed(prober, check, 3.0)
+
+    assert result.ok is False
+    assert result.detail
+    assert "timed out" not in result.detail
+    assert elapsed < 1.0
+    assert server.requests == []
+
+
+async def test_self_signed_certificate_passes_without_verification(
+    serve: Serve, prober: HttpProber, self_signed: ssl.SSLContext
+) -> None:
+    """With tls_verify off, the same server is probed over TLS and its answer judged."""
+    server = await serve(reply(200, "OK", b"secure ok"), self_signed)
+    check = HttpCheck(
+        url=server.url("/tls", scheme="https"), tls_verify=False, body_contains="secure ok"
+    )
+
+    result = await prober.probe(check, 3.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    assert [(r.target, r.header("host")) for r in server.requests] == [
+        ("/tls", [f"127.0.0.1:{server.port}"])
+    ]

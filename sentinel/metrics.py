@@ -9,7 +9,7 @@ current set of drivers. No `_created` series are exposed.
 from __future__ import annotations
 
 import bisect
-import functools
+import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,7 +36,6 @@ PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 # How prometheus-client writes a value (Go's float syntax: 1e+06, +Inf), through a typed name.
 _go_float: Callable[[float], str] = _untyped_go_float
 NOTIFICATION_RESULTS = ("sent", "failed", "suppressed")
-_LABEL_NAMES = ("program", "group", "probe")
 
 
 def _escape(value: str) -> str:
@@ -44,46 +43,118 @@ def _escape(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class Labels:
-    """A set of labels, rendered once and shared by every sample that carries it."""
+class Definition:
+    """A metric family's name (without a counter's _total), type and help."""
 
-    pairs: tuple[tuple[str, str], ...]
-    text: str  # 'program="web",group="web"': no braces, joinable with another Labels
+    name: str
+    kind: str  # gauge | counter | histogram
+    help: str
+
+    def series(self, labels: tuple[tuple[str, str], ...], suffix: str = "") -> Series:
+        if self.kind == "counter":
+            suffix = "_total"
+        return Series.of(self.name + suffix, labels)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One time series: what prometheus-client needs, and its exposition line up to the value
+    (rendered once, then reused by every scrape)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    prefix: str  # 'name{label="value",...} '
 
     @staticmethod
-    def of(*pairs: tuple[str, str]) -> Labels:
-        return Labels(pairs, ",".join(f'{k}="{_escape(v)}"' for k, v in pairs))
+    def of(name: str, labels: tuple[tuple[str, str], ...]) -> Series:
+        if not labels:
+            return Series(name, labels, f"{name} ")
+        text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+        return Series(name, labels, f"{name}{{{text}}} ")
 
 
-NO_LABELS = Labels((), "")
-Sample = tuple[str, Labels, Labels, float]  # suffix, the process's labels, one more label, value
-
-
-@functools.cache
-def _extra(name: str, value: str) -> Labels:
-    return Labels(((name, value),), f',{name}="{_escape(value)}"')
-
-
-_STATE_LABELS = [(s, _extra("state", s.name)) for s in ProcessState]
-_REASON_LABELS = {r: _extra("reason", r.value) for r in RestartReason}
-_LE_LABELS = [*(_extra("le", _go_float(b)) for b in PROBE_BUCKETS), _extra("le", "+Inf")]
+UP = Definition("sentinel_program_up", "gauge", "1 when the process is RUNNING.")
+STATE = Definition("sentinel_program_state", "gauge", "1 for the current state, 0 for the others.")
+RESTARTS = Definition("sentinel_program_restarts", "counter", "Restarts, by reason.")
+BACKOFFS = Definition("sentinel_program_backoffs", "counter", "Entries into BACKOFF.")
+BACKOFF_DELAY = Definition(
+    "sentinel_program_backoff_delay_seconds", "gauge", "The backoff delay now pending."
+)
+FLAPPING = Definition("sentinel_program_flapping", "gauge", "1 while the process is flapping.")
+START_TIME = Definition(
+    "sentinel_program_start_time_seconds", "gauge", "Unix time of the current start."
+)
+EXIT_CODE = Definition(
+    "sentinel_program_last_exit_code", "gauge", "Last exit status; negative: killed by that signal."
+)
+CPU = Definition("sentinel_program_cpu_seconds", "counter", "CPU of the process tree.")
+RSS = Definition("sentinel_program_resident_memory_bytes", "gauge", "RSS of the process tree.")
+PROBE_SUCCESS = Definition("sentinel_probe_success", "gauge", "1 if the last probe passed.")
+PROBE_FAILURES = Definition("sentinel_probe_failures", "counter", "Failed probes.")
+PROBE_DURATION = Definition("sentinel_probe_duration_seconds", "histogram", "Probe duration.")
+NOTIFICATIONS = Definition("sentinel_notifications", "counter", "Notifications, by result.")
+RELOAD_OK = Definition(
+    "sentinel_config_last_reload_successful", "gauge", "1 if the last config reload succeeded."
+)
+BUILD_INFO = Definition("sentinel_build_info", "gauge", "sentinel's version.")
+# The per-process families, in the order of the exposition.
+PROCESS_FAMILIES = (
+    UP, STATE, RESTARTS, BACKOFFS, BACKOFF_DELAY, FLAPPING, START_TIME, EXIT_CODE, CPU, RSS,
+    PROBE_SUCCESS, PROBE_FAILURES, PROBE_DURATION,
+)  # fmt: skip
+_LE = (*(_go_float(b) for b in PROBE_BUCKETS), "+Inf")
+# sentinel_program_state's values for each current state, in ProcessState order.
+_STATE_VALUES = {c: tuple(1.0 if s is c else 0.0 for s in ProcessState) for c in ProcessState}
 
 
 @dataclass
 class Family:
-    """One metric family as data: rendered by `_render`, or turned into prometheus-client's."""
+    """One metric family as data: rendered by `_render`, or turned into prometheus-client's.
 
-    name: str  # without the _total of a counter
-    kind: str  # gauge | counter | histogram
-    help: str
-    samples: list[Sample] = field(default_factory=list)
+    Series and values are two parallel lists rather than one list of pairs: 40 000 pairs a
+    scrape would be 40 000 objects for the garbage collector to track (and collect).
+    """
 
-    def add(
-        self, labels: Labels, value: float, extra: Labels = NO_LABELS, suffix: str = ""
-    ) -> None:
-        if self.kind == "counter":
-            suffix = "_total"
-        self.samples.append((suffix, labels, extra, value))
+    definition: Definition
+    series: list[Series] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, series: Series, value: float) -> None:
+        self.series.append(series)
+        self.values.append(value)
+
+    def extend(self, series: Iterable[Series], values: Iterable[float]) -> None:
+        self.series.extend(series)
+        self.values.extend(values)
+
+
+class _ProbeSeries:
+    """The series of one probe of one process."""
+
+    def __init__(self, labels: tuple[tuple[str, str], ...]) -> None:
+        self.success = PROBE_SUCCESS.series(labels)
+        self.failures = PROBE_FAILURES.series(labels)
+        self.buckets = [PROBE_DURATION.series((*labels, ("le", le)), "_bucket") for le in _LE]
+        self.count = PROBE_DURATION.series(labels, "_count")
+        self.sum = PROBE_DURATION.series(labels, "_sum")
+
+
+class _ProcessSeries:
+    """Every series of one process, built when it first shows up (or its probes change)."""
+
+    def __init__(self, program: str, group: str, probes: tuple[str, ...]) -> None:
+        labels = (("program", program), ("group", group))
+        self.up = UP.series(labels)
+        self.state = [STATE.series((*labels, ("state", s.name))) for s in ProcessState]
+        self.restarts = [RESTARTS.series((*labels, ("reason", r.value))) for r in RestartReason]
+        self.backoffs = BACKOFFS.series(labels)
+        self.backoff_delay = BACKOFF_DELAY.series(labels)
+        self.flapping = FLAPPING.series(labels)
+        self.start_time = START_TIME.series(labels)
+        self.exit_code = EXIT_CODE.series(labels)
+        self.cpu = CPU.series(labels)
+        self.rss = RSS.series(labels)
+        self.probes = {p: _ProbeSeries((*labels, ("probe", p))) for p in probes}
 
 
 @dataclass
@@ -99,14 +170,10 @@ class _Histogram:
         self.total += 1
         self.sum += value
 
-    def add_to(self, family: Family, labels: Labels) -> None:
-        cumulative, add = 0, family.add
-        for le, count in zip(_LE_LABELS, self.counts, strict=False):
-            cumulative += count
-            add(labels, cumulative, le, "_bucket")
-        add(labels, self.total, _LE_LABELS[-1], "_bucket")
-        family.add(labels, self.total, suffix="_count")
-        family.add(labels, self.sum, suffix="_sum")
+    def add_to(self, family: Family, series: _ProbeSeries) -> None:
+        family.extend(series.buckets, [*itertools.accumulate(self.counts), self.total])
+        family.add(series.count, self.total)
+        family.add(series.sum, self.sum)
 
 
 @dataclass
@@ -130,7 +197,13 @@ class SentinelCollector(Collector):
         children of sentinel, the subreaper): they still count in the process's tree."""
         self._drivers = drivers
         self._escaped = escaped
-        self._label_cache: dict[tuple[str, ...], Labels] = {}
+        # Every series' exposition text is rendered once and kept while its process lasts.
+        self._series: dict[tuple[str, str, tuple[str, ...]], _ProcessSeries] = {}
+        self._notification_series = {
+            r: NOTIFICATIONS.series((("result", r),)) for r in NOTIFICATION_RESULTS
+        }
+        self._reload_series = RELOAD_OK.series(())
+        self._info_series = BUILD_INFO.series((("version", __version__),))
         self._cpu_lock = threading.Lock()  # two scrapes at once must not both move the base
         self._cpu_base: dict[str, float] = defaultdict(float)
         self._cpu_last: dict[str, float] = defaultdict(float)
@@ -163,105 +236,59 @@ class SentinelCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The prometheus-client view of the same families `render` writes."""
         for family in self.families():
-            metric = Metric(family.name, family.help, family.kind)
-            for suffix, labels, extra, value in family.samples:
-                metric.add_sample(family.name + suffix, dict(labels.pairs + extra.pairs), value)
+            d = family.definition
+            metric = Metric(d.name, d.help, d.kind)
+            for series, value in zip(family.series, family.values, strict=True):
+                metric.add_sample(series.name, dict(series.labels), value)
             yield metric
 
     def render(self) -> bytes:
         """The text exposition format: the samples prometheus-client's generate_latest writes
         (a test holds them equal), several times faster. With 1000 processes there are some
         40 000 samples, and generate_latest escapes and sorts every label of each one anew;
-        here a process's labels are rendered once per scrape."""
+        here each series' text is rendered once, when its process first shows up."""
         return _render(self.families())
 
     def families(self) -> list[Family]:
         drivers = list(self._drivers())
         escaped = self._escaped()
         table = ProcessTable()
-        up = Family("sentinel_program_up", "gauge", "1 when the process is RUNNING.")
-        state = Family(
-            "sentinel_program_state", "gauge", "1 for the current state, 0 for the others."
+        process_families = [Family(d) for d in PROCESS_FAMILIES]
+        (up, state, restarts, backoffs, delay, flapping, started, exit_code, cpu, rss) = (
+            process_families[:10]
         )
-        restarts = Family("sentinel_program_restarts", "counter", "Restarts, by reason.")
-        backoffs = Family("sentinel_program_backoffs", "counter", "Entries into BACKOFF.")
-        delay = Family(
-            "sentinel_program_backoff_delay_seconds", "gauge", "The backoff delay now pending."
-        )
-        flapping = Family("sentinel_program_flapping", "gauge", "1 while the process is flapping.")
-        started = Family(
-            "sentinel_program_start_time_seconds", "gauge", "Unix time of the current start."
-        )
-        exit_code = Family(
-            "sentinel_program_last_exit_code",
-            "gauge",
-            "Last exit status; negative: killed by that signal.",
-        )
-        cpu = Family("sentinel_program_cpu_seconds", "counter", "CPU of the process tree.")
-        rss = Family("sentinel_program_resident_memory_bytes", "gauge", "RSS of the process tree.")
-        success = Family("sentinel_probe_success", "gauge", "1 if the last probe passed.")
-        failures = Family("sentinel_probe_failures", "counter", "Failed probes.")
-        durations = Family("sentinel_probe_duration_seconds", "histogram", "Probe duration.")
+        success, failures, durations = process_families[10:]
+        known, self._series = self._series, {}
         for driver in drivers:
             spec, machine = driver.spec, driver.machine
-            key = self._labels(spec.name, spec.group)
+            key = (spec.name, spec.group, _configured_probes(driver))
+            series = self._series[key] = known.get(key) or _ProcessSeries(*key)
             counters = self._counters[spec.name]
             current = machine.state
-            up.add(key, 1.0 if current is ProcessState.RUNNING else 0.0)
-            for s, labels in _STATE_LABELS:
-                state.add(key, 1.0 if current is s else 0.0, labels)
-            for reason, count in counters.restarts.items():
-                restarts.add(key, count, _REASON_LABELS[reason])
-            backoffs.add(key, counters.backoffs)
-            delay.add(key, machine.backoff_delay)
-            flapping.add(key, 1.0 if machine.flapping else 0.0)
-            started.add(key, driver.started_at or 0.0)
-            exit_code.add(key, machine.last_exit_code or 0)
+            up.add(series.up, 1.0 if current is ProcessState.RUNNING else 0.0)
+            state.extend(series.state, _STATE_VALUES[current])
+            restarts.extend(series.restarts, counters.restarts.values())  # RestartReason order
+            backoffs.add(series.backoffs, counters.backoffs)
+            delay.add(series.backoff_delay, machine.backoff_delay)
+            flapping.add(series.flapping, 1.0 if machine.flapping else 0.0)
+            started.add(series.start_time, driver.started_at or 0.0)
+            exit_code.add(series.exit_code, machine.last_exit_code or 0)
             roots = [*([machine.pid] if machine.pid else []), *escaped.get(spec.name, [])]
             usage = table.tree_usage(*roots)
-            cpu.add(key, self._cpu_counter(spec.name, usage.cpu_seconds))
-            rss.add(key, usage.rss_bytes)
-            for probe in _configured_probes(driver):
-                probe_key = self._labels(spec.name, spec.group, probe)
-                success.add(probe_key, counters.probe_success.get(probe, 0.0))
-                failures.add(probe_key, counters.probe_failures[probe])
-                counters.probe_durations[probe].add_to(durations, probe_key)
-        notifications = Family("sentinel_notifications", "counter", "Notifications, by result.")
+            cpu.add(series.cpu, self._cpu_counter(spec.name, usage.cpu_seconds))
+            rss.add(series.rss, usage.rss_bytes)
+            for probe, probe_series in series.probes.items():
+                success.add(probe_series.success, counters.probe_success.get(probe, 0.0))
+                failures.add(probe_series.failures, counters.probe_failures[probe])
+                counters.probe_durations[probe].add_to(durations, probe_series)
+        notifications = Family(NOTIFICATIONS)
         for result, count in self.notifications.items():
-            notifications.add(NO_LABELS, count, _extra("result", result))
-        reload_ok = Family(
-            "sentinel_config_last_reload_successful",
-            "gauge",
-            "1 if the last config reload succeeded.",
-        )
-        reload_ok.add(NO_LABELS, 1.0 if self.last_reload_ok else 0.0)
-        info = Family("sentinel_build_info", "gauge", "sentinel's version.")
-        info.add(NO_LABELS, 1.0, _extra("version", __version__))
-        return [
-            up,
-            state,
-            restarts,
-            backoffs,
-            delay,
-            flapping,
-            started,
-            exit_code,
-            cpu,
-            rss,
-            success,
-            failures,
-            durations,
-            notifications,
-            reload_ok,
-            info,
-        ]
-
-    def _labels(self, *values: str) -> Labels:
-        """program, group (and probe) labels, rendered once per process and kept."""
-        labels = self._label_cache.get(values)
-        if labels is None:
-            labels = self._label_cache[values] = Labels.of(*zip(_LABEL_NAMES, values, strict=False))
-        return labels
+            notifications.add(self._notification_series[result], count)
+        reload_ok = Family(RELOAD_OK)
+        reload_ok.add(self._reload_series, 1.0 if self.last_reload_ok else 0.0)
+        info = Family(BUILD_INFO)
+        info.add(self._info_series, 1.0)
+        return [*process_families, notifications, reload_ok, info]
 
     def _cpu_counter(self, name: str, live: float) -> float:
         """The tree's CPU as a counter: what exited members (or earlier runs) used stays
@@ -275,9 +302,9 @@ class SentinelCollector(Collector):
             return total
 
 
-def _configured_probes(driver: ProcessDriver) -> list[str]:
+def _configured_probes(driver: ProcessDriver) -> tuple[str, ...]:
     s = driver.spec.settings
-    return [
+    return tuple(
         kind
         for kind, probe in (
             ("liveness", s.liveness),
@@ -285,7 +312,7 @@ def _configured_probes(driver: ProcessDriver) -> list[str]:
             ("startup", s.startup),
         )
         if probe is not None
-    ]
+    )
 
 
 def make_registry(collector: SentinelCollector) -> CollectorRegistry:
@@ -297,23 +324,22 @@ def make_registry(collector: SentinelCollector) -> CollectorRegistry:
 def _render(families: list[Family]) -> bytes:
     out: list[str] = []
     for family in families:
-        name = family.name + ("_total" if family.kind == "counter" else "")
-        help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.kind}\n")
-        for suffix, labels, extra, value in family.samples:
-            text = _value(value)
-            if labels.text:
-                out.append(f"{family.name}{suffix}{{{labels.text}{extra.text}}} {text}\n")
-            elif extra.text:
-                out.append(f"{family.name}{suffix}{{{extra.text[1:]}}} {text}\n")
-            else:
-                out.append(f"{family.name}{suffix} {text}\n")
+        d = family.definition
+        name = d.name + ("_total" if d.kind == "counter" else "")
+        help_text = d.help.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {d.kind}\n")
+        for series, value in zip(family.series, family.values, strict=True):
+            out.append(series.prefix)
+            out.append(_value(value))
     return "".join(out).encode()
 
 
 def _value(value: float) -> str:
+    """The value and the line's end, as prometheus-client writes it (Go's float syntax)."""
     if value == 0:
-        return "0.0"
+        return "0.0\n"
     if value == 1:
-        return "1.0"
-    return _go_float(value)
+        return "1.0\n"
+    if type(value) is int:  # counts: exact, and valid float syntax at any size
+        return f"{value}.0\n"
+    return _go_float(value) + "\n"

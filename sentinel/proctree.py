@@ -51,6 +51,9 @@ class ProcessTable:
 
     def tree_usage(self, *roots: int) -> TreeUsage:
         """Usage of the trees below `roots` (a main pid, and descendants that escaped it)."""
+        if len(roots) == 1 and roots[0] not in self._children:  # the common case: no children
+            cpu, rss = self._usage.get(roots[0], (0, 0))
+            return TreeUsage(cpu / _TICKS, rss * _PAGE)
         seen: set[int] = set()
         todo = [root for root in roots if root in self._usage]
         ticks = pages = 0

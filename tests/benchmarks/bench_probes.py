@@ -25,14 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import math
 import multiprocessing
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -40,13 +38,23 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import httpx
+from benchlib import (
+    BenchmarkError,
+    become_subreaper,
+    cpu_seconds_of,
+    installed_script,
+    reap_leftovers,
+    rss_bytes_of,
+    verdict,
+    wait_for,
+)
 
 PERIOD = 1.0  # the probes' configured period, timeout and failure threshold
 TIMEOUT = 1.0
@@ -69,13 +77,6 @@ FAIL_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail"
 )
 MAX_REQUEST_HEAD = 16 * 1024
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PR_SET_CHILD_SUBREAPER = 36
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run (a timeout, sentinel exiting): not a measurement."""
 
 
 # --- the target server (its own process) ------------------------------------------------------
@@ -267,13 +268,6 @@ def program_names(programs: int) -> list[str]:
     return [f"p_{i}" for i in range(programs)]  # instances > 1: NAME_0 .. NAME_{n-1}
 
 
-def sentinel_command(config: Path) -> list[str]:
-    installed = shutil.which("sentinel", path=str(Path(sys.executable).parent))
-    if installed is not None:
-        return [installed, "run", "-c", str(config)]
-    return [sys.executable, "-m", "sentinel", "run", "-c", str(config)]
-
-
 class Sentinel:
     """`sentinel run -c CONFIG` in a subprocess, its log in a file, its API over the socket."""
 
@@ -282,7 +276,7 @@ class Sentinel:
         self.log_path = config.parent / "sentinel.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                sentinel_command(config),
+                [*installed_script("sentinel", "sentinel"), "run", "-c", str(config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=config.parent,
             )  # fmt: skip
         self.pid = self.proc.pid
@@ -320,10 +314,7 @@ class Sentinel:
         return cpu_seconds_of(self.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes_of(self.pid)
 
     def shutdown(self) -> tuple[int, float]:
         """SIGTERM, then wait for the exit; (exit code, seconds it took)."""
@@ -342,22 +333,6 @@ class Sentinel:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(30)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float = POLL) -> None:
-    """Poll `check` until true (only for what emits no event)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
-
-
-def cpu_seconds_of(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -416,48 +391,11 @@ def seconds_or_na(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}s"
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
 def counts(table: dict[str, int]) -> str:
     return ", ".join(f"{n} {key}" for key, n in sorted(table.items(), key=lambda kv: -kv[1]))
 
 
 # --- the run --------------------------------------------------------------------------------
-
-
-def become_subreaper() -> None:
-    """Orphans of our descendants (a killed daemon's programs) are reparented to us."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def reap_leftovers() -> int:
-    """Kill and reap whatever child is still ours; how many there were."""
-    leftovers = children_of(os.getpid())
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for pid in leftovers:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    return len(leftovers)
 
 
 def start_up(daemon: Sentinel, server: TargetServer, programs: int) -> None:
@@ -478,7 +416,7 @@ def start_up(daemon: Sentinel, server: TargetServer, programs: int) -> None:
     running_after = time.monotonic() - began
     # A daemon that cannot keep up never probes some programs: measure that, do not wait on it.
     with contextlib.suppress(BenchmarkError):
-        wait_for(lambda: server.seen()[0] >= programs, FIRST_PROBES_TIMEOUT, "first probes")
+        wait_for(lambda: server.seen()[0] >= programs, FIRST_PROBES_TIMEOUT, "first probes", POLL)
     probed, _ = server.seen()
     probed_after = time.monotonic() - began
     print(
@@ -661,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         leftovers = reap_leftovers()
         if leftovers:
-            print(f"killed and reaped {leftovers} leftover processes", file=sys.stderr)
+            print(f"killed and reaped leftover processes: {'; '.join(leftovers)}", file=sys.stderr)
     return 0 if met else 1
 
 

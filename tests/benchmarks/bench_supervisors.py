@@ -29,7 +29,6 @@ from __future__ import annotations
 import abc
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import platform
@@ -50,11 +49,20 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from benchlib import (
+    CLOCK_TICKS,
+    BenchmarkError,
+    become_subreaper,
+    cpu_seconds_of,
+    installed_script,
+    reap_leftovers,
+    rss_bytes_of,
+    verdict,
+    wait_for,
+)
 
 MIB = 2**20
 GB = 10**9  # rates are in decimal units: MB/s = 10**6 bytes/s, CPU-s per 10**9 bytes
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PR_SET_CHILD_SUBREAPER = 36
 
 # The log layout of the capture figure: explicit bytes, because "50MB" is 50 * 10**6 to
 # sentinel and 50 * 2**20 to supervisord.
@@ -81,10 +89,6 @@ CAPTURE_POLL = 0.01  # s between scans of the log files: < 1% of a run, little C
 RESTART_P50_TARGET = 0.010  # s
 THROUGHPUT_FACTOR_TARGET = 2.0  # x supervisord's MB/s
 CPU_PER_GB_FACTOR_TARGET = 0.25  # x supervisord's CPU-s per GB
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run (a timeout, a daemon exiting): not a measurement."""
 
 
 @dataclass(frozen=True)
@@ -254,10 +258,7 @@ class Daemon(abc.ABC):
         return cpu_seconds_of(self.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes_of(self.pid)
 
     def wait_state(
         self, name: str, wanted: Callable[[str, int | None], bool], timeout: float, what: str
@@ -408,30 +409,7 @@ DAEMONS: tuple[type[Daemon], ...] = (Sentinel, Supervisord)
 DIRECT = "direct"  # the capture baseline: the writer's bytes stored with no daemon between
 
 
-def installed_script(script: str, module: str) -> list[str]:
-    """The console script next to this Python (not a pyenv shim), else `python -m`."""
-    found = shutil.which(script, path=str(Path(sys.executable).parent))
-    return [found] if found is not None else [sys.executable, "-m", module]
-
-
 # --- measuring --------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, poll: float = POLL) -> float:
-    """Poll `check` until true (nothing here emits an event to wait on); the seconds it took."""
-    began = time.monotonic()
-    deadline = began + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(poll)
-    return time.monotonic() - began
-
-
-def cpu_seconds_of(pid: int) -> float:
-    """utime + stime of a process, all its threads, from /proc (in clock ticks: 10 ms)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def machine_busy() -> float:
@@ -611,7 +589,7 @@ def idle(kind: type[Daemon], directory: Path, settings: Settings) -> Idle:
             return states.keys() == names and all(s == "RUNNING" for s, _ in states.values())
 
         after = wait_for(
-            all_running, ALL_RUNNING_TIMEOUT, f"{kind.label}: {len(names)} programs RUNNING"
+            all_running, ALL_RUNNING_TIMEOUT, f"{kind.label}: {len(names)} programs RUNNING", POLL
         )
         time.sleep(settings.idle_settle)
         cpu0, ns0, t0 = daemon.cpu_seconds(), run_ns_of(daemon.pid), time.monotonic()
@@ -787,51 +765,6 @@ def captures(root: Path, settings: Settings) -> dict[str, list[Capture]]:
 # --- leftovers --------------------------------------------------------------------------------
 
 
-def become_subreaper() -> None:
-    """Orphans of our descendants (a daemon's leftovers) are re-parented to us."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def own_children() -> set[int]:
-    pids: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        with contextlib.suppress(OSError):
-            pids.update(int(p) for p in (task / "children").read_text().split())
-    return pids
-
-
-def describe(pid: int) -> str:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return f"{pid} (gone)"
-    owner = next(
-        (
-            e.decode(errors="replace")
-            for e in environ
-            if e.startswith((b"SENTINEL_PROCESS_NAME=", b"SUPERVISOR_PROCESS_NAME="))
-        ),
-        "no supervisor marker",
-    )
-    return f"{pid} {cmdline.decode(errors='replace')!r} ({owner})"
-
-
-def reap_leftovers() -> list[str]:
-    """Kill and reap every child still ours (all daemons are stopped by now); describe them."""
-    found = own_children()
-    described = [describe(pid) for pid in sorted(found)]
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for pid in found:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-    return described
-
-
 def check_leftovers(after: str, leftovers: list[str]) -> None:
     found = reap_leftovers()
     if found:
@@ -873,10 +806,6 @@ def print_table(rows: Sequence[Row]) -> None:
     print(f"|{'-' * (widths[0] + 2)}|" + "|".join("-" * (w + 1) + ":" for w in widths[1:]) + "|")
     for c in cells:
         print(line(c))
-
-
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
 
 
 def version_of(argv: list[str]) -> str:

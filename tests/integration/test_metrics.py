@@ -9,6 +9,7 @@ against the LISTEN entries of /proc/net/tcp. Nothing ever picks a "free" port an
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import math
 import os
@@ -550,8 +551,8 @@ def rules_firing_at_once(directory: Path) -> Path:
     return path
 
 
-def scrape_config(target: str, rule_file: Path) -> dict[str, Any]:
-    """The shipped prometheus.yml, scraping `target` every second with `rule_file`."""
+def scrape_config(targets: list[str], rule_file: Path) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`."""
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {
         "scrape_interval": "1s",
@@ -560,7 +561,7 @@ def scrape_config(target: str, rule_file: Path) -> dict[str, Any]:
     }
     config["rule_files"] = [str(rule_file)]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
-    job["static_configs"] = [{"targets": [target]}]
+    job["static_configs"] = [{"targets": targets}]
     return config
 
 
@@ -579,26 +580,62 @@ def has_a_number(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(r["value"][1])) for r in result)
 
 
+@contextlib.contextmanager
+def not_sentinel() -> Iterator[str]:
+    """A loopback HTTP server whose /metrics is valid and empty: a scrape target that is up
+    but is not sentinel (what SentinelAbsent's second branch is for)."""
+
+    class Empty(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Empty)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     sentinel: Start, prometheus: Callable[[dict[str, Any]], Prometheus], closed_port: int,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    """Real Prometheus: every dashboard query has data, every rule evaluates, four alerts fire."""
+    """Real Prometheus: every dashboard query has data, and every alert rule's expression is
+    non-empty and its alert fires, for the right program and target only."""
     crash = json.dumps(child("import sys; sys.exit(1)"))
     config = f"""
         [control]
         http = "127.0.0.1:0"
+        [notify]
+        urls = ["json://127.0.0.1:{closed_port}/alerts"]
+        events = ["restart"]
+        batch = "0s"
+        cooldown = "0s"
+        retries = 0
         [programs.steady]
         command = {SLEEPER}
         start_seconds = 0
+        notify = false
         [programs.crashloop]
         command = {crash}
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
+        flapping = {{ restarts = 3, window = "10m" }}
         [programs.livefail]
         command = {SLEEPER}
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
+        notify = false
         [programs.livefail.liveness]
         tcp = {{ port = {closed_port} }}
         period = "200ms"
@@ -608,9 +645,17 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = "1s"
         start_retries = 1
         backoff = {{ initial = "100ms" }}
+        notify = false
+        [programs.stuck]
+        command = {crash}
+        start_seconds = "10s"
+        start_retries = 1000
+        backoff = {{ initial = "100ms", max = "200ms" }}
+        notify = false
     """
     daemon = sentinel(config)
     target = http_address(daemon)
+    dead = f"127.0.0.1:{closed_port}"
     daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
     good = daemon.config_path.read_text()
     daemon.config_path.write_text(
@@ -622,17 +667,24 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert daemon.status("steady")["state"] == "RUNNING"
 
-    server = prometheus(scrape_config(target, rules_firing_at_once(tmp_path)))
+    with not_sentinel() as foreign:
+        server = prometheus(scrape_config([target, dead, foreign], rules_firing_at_once(tmp_path)))
+        check_dashboard_rules_and_alerts(server, target, dead, foreign)
+
+
+def check_dashboard_rules_and_alerts(
+    server: Prometheus, target: str, dead: str, foreign: str
+) -> None:
     deadline = time.monotonic() + 60  # for everything below, together
 
     def left() -> float:
         return max(deadline - time.monotonic(), 0.1)
 
     wait_until(
-        lambda: server.query('up{job="sentinel"} == 1'), timeout=left(), what="a first scrape"
+        lambda: server.query(f'up{{job="sentinel", instance="{target}"}} == 1'),
+        timeout=left(),
+        what="a first scrape",
     )
-    (up,) = server.query('up{job="sentinel"}')
-    assert up["metric"]["instance"] == target
 
     # (a) Every dashboard query returns data; the variables' label_values list what runs.
     variables = {"job": "sentinel", "instance": target, "program": ".*", "__rate_interval": "20s"}
@@ -667,53 +719,63 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     assert listed == {
         "job": {"sentinel"},
         "instance": {target},
-        "program": {"steady", "crashloop", "livefail", "fatal"},
+        "program": {"steady", "crashloop", "livefail", "fatal", "stuck"},
     }
 
-    # (b) Every rule evaluates without error, and every sentinel metric it names has series.
+    # (b) Every rule evaluates without error, and every rule's expression has a result.
     rules = [rule for group in server.api("rules")["groups"] for rule in group["rules"]]
     assert len(rules) == sum(
         len(group["rules"]) for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]
     )
+    empty = {rule["name"]: rule["query"] for rule in rules}
 
-    def rules_evaluated() -> bool:
+    def every_rule_has_a_result() -> bool:
         fresh = [r for g in server.api("rules")["groups"] for r in g["rules"]]
-        return all(r["health"] == "ok" and not r.get("lastError") for r in fresh)
+        assert all(r["health"] != "err" for r in fresh), fresh
+        for name, query in list(empty.items()):
+            if server.query(query):
+                del empty[name]
+        return not empty
 
-    wait_until(rules_evaluated, timeout=left(), what="every rule to evaluate without error")
-    for rule in rules:
-        server.query(rule["query"])
-        for metric in set(re.findall(r"\bsentinel_\w+", rule["query"])):
-            assert server.query(f'count({{__name__="{metric}", job="sentinel"}})'), (
-                f"{rule['name']}: no series for {metric}"
-            )
+    try:
+        wait_until(every_rule_has_a_result, timeout=left(), what="every rule to have a result")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: empty {json.dumps(empty, indent=2)}") from None
 
-    # (c) The alerts for what the daemon went through fire, for the right program.
+    # (c) Each alert fires for what the daemon went through, for the right program and target.
     wanted = {
-        ("SentinelProgramCrashLooping", "crashloop"),
-        ("SentinelLivenessFailing", "livefail"),
-        ("SentinelProgramFatal", "fatal"),
-        ("SentinelConfigReloadFailed", None),
+        ("SentinelProgramDown", target, "crashloop"),
+        ("SentinelProgramDown", target, "stuck"),
+        ("SentinelProgramDown", target, "fatal"),
+        ("SentinelProgramFatal", target, "fatal"),
+        ("SentinelProgramCrashLooping", target, "crashloop"),
+        ("SentinelProgramFlapping", target, "crashloop"),
+        ("SentinelLivenessFailing", target, "livefail"),
+        ("SentinelProgramStuckInBackoff", target, "stuck"),
+        ("SentinelConfigReloadFailed", target, None),
+        ("SentinelNotificationsFailing", target, None),
+        ("SentinelDown", dead, None),
+        ("SentinelAbsent", foreign, None),
     }
 
-    def firing() -> list[dict[str, str]]:
+    def firing() -> set[tuple[str, str | None, str | None]]:
         alerts = server.api("alerts")["alerts"]
-        return [alert["labels"] for alert in alerts if alert["state"] == "firing"]
-
-    def fired() -> set[tuple[str, str | None]]:
         return {
-            (labels["alertname"], labels.get("program"))
-            for labels in firing()
-            if labels.get("instance") == target
+            (a["labels"]["alertname"], a["labels"].get("instance"), a["labels"].get("program"))
+            for a in alerts
+            if a["state"] == "firing"
         }
 
     try:
-        wait_until(lambda: wanted <= fired(), timeout=left(), what="the alerts to fire")
+        wait_until(lambda: wanted <= firing(), timeout=left(), what="the alerts to fire")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: firing {sorted(fired(), key=str)}") from None
-    now = firing()
-    assert not [labels for labels in now if labels.get("program") == "steady"], now
-    assert not {"SentinelDown", "SentinelAbsent"} & {labels["alertname"] for labels in now}, now
+        raise AssertionError(f"{exc}: missing {sorted(wanted - firing(), key=str)}") from None
+    unexpected = {
+        alert
+        for alert in firing() - wanted
+        if alert[2] == "steady" or alert[0] in ("SentinelDown", "SentinelAbsent")
+    }
+    assert not unexpected, unexpected
 
 
 def test_liveness_alert_is_quiet_until_the_first_probe(
@@ -738,7 +800,7 @@ def test_liveness_alert_is_quiet_until_the_first_probe(
     """)
     target = http_address(daemon)
     daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
-    server = prometheus(scrape_config(target, rules_firing_at_once(tmp_path)))
+    server = prometheus(scrape_config([target], rules_firing_at_once(tmp_path)))
 
     def alerts() -> list[dict[str, str]]:
         return [alert["labels"] for alert in server.api("alerts")["alerts"]]

@@ -98,5 +98,7 @@ def test_counts_and_zeros() -> None:
 def test_removed_process_forgets_its_counts() -> None:
     """A process removed by a reload starts from zero if it comes back."""
     metrics = collector()
+    web = 'sentinel_program_restarts_total{program="web",group="pool",reason="liveness"}'
+    assert f"{web} 1.0\n" in metrics.render().decode()
     metrics.on_event(ConfigReloaded(ok=True, removed=("web",)))
-    assert 'reason="liveness"} 0.0' in metrics.render().decode()
+    assert f"{web} 0.0\n" in metrics.render().decode()

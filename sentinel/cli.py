@@ -43,17 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentinel", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"sentinel {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c",
-        "--config",
-        help="config file (default: ./sentinel.toml, then /etc/sentinel/sentinel.toml)",
-    )
-    common.add_argument(
-        "-s",
-        "--server",
-        help="the daemon: a unix socket path or an http URL "
-        "(default: $SENTINEL_SERVER, then the config's [control] socket)",
-    )
+    # -c and -s go before the command (as supervisorctl takes them) or after it; after it,
+    # SUPPRESS keeps a subcommand from resetting what was given before it.
+    for options, default in ((parser, None), (common, argparse.SUPPRESS)):
+        options.add_argument(
+            "-c",
+            "--config",
+            default=default,
+            help="config file (default: ./sentinel.toml, then /etc/sentinel/sentinel.toml)",
+        )
+        options.add_argument(
+            "-s",
+            "--server",
+            default=default,
+            help="the daemon: a unix socket path or an http URL "
+            "(default: $SENTINEL_SERVER, then the config's [control] socket)",
+        )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
@@ -132,7 +137,7 @@ def _notify_test(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.names:
-            processes = [p for n in args.names for p in _get_list(client, _selection_path(n))]
+            processes = [p for n in args.names for p in _selected(client, n)]
         else:
             processes = _request(client, "GET", "/api/v1/programs").json()
     if args.json:
@@ -195,8 +200,8 @@ def _events(args: argparse.Namespace) -> int:
 
 def _reload(args: argparse.Namespace) -> int:
     with _client(args, timeout=None) as client:
-        response = client.post("/api/v1/reload")
-    body = response.json()
+        # 400: the new config was rejected, and the body says why
+        body = _request(client, "POST", "/api/v1/reload", accept=(400,)).json()
     if not body.get("ok"):
         print(
             f"reload rejected, the running config is unchanged:\n{body['error']}", file=sys.stderr
@@ -227,12 +232,16 @@ def _client(args: argparse.Namespace, timeout: float | None = 10.0) -> httpx.Cli
     return httpx.Client(transport=transport, base_url="http://sentinel", timeout=timeout)
 
 
-def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+def _request(
+    client: httpx.Client, method: str, path: str, accept: tuple[int, ...] = (), **kwargs: Any
+) -> httpx.Response:
+    """The daemon's answer; an error status (other than those in `accept`) or no answer is a
+    ControlError."""
     try:
         response = client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         raise ControlError(f"cannot reach the daemon at {_where(client)}: {exc}") from exc
-    if response.status_code >= 400:
+    if response.status_code >= 400 and response.status_code not in accept:
         try:
             message = response.json()["error"]
         except (ValueError, KeyError):
@@ -260,18 +269,18 @@ def _where(client: httpx.Client) -> str:
     return str(getattr(pool, "_uds", None) or client.base_url)
 
 
-def _get_list(client: httpx.Client, path: str) -> list[dict[str, Any]]:
-    body = _request(client, "GET", path).json()
-    return body if isinstance(body, list) else [body]
-
-
-def _selection_path(name: str) -> str:
+def _selected(client: httpx.Client, name: str) -> list[dict[str, Any]]:
+    """The processes NAME, GROUP:NAME, GROUP:* or all select, as the API describes them."""
     group, sep, process = name.partition(":")
+    if name != "all" and not (sep and process == "*"):
+        return [_request(client, "GET", f"/api/v1/programs/{process if sep else name}").json()]
+    everything: list[dict[str, Any]] = _request(client, "GET", "/api/v1/programs").json()
     if name == "all":
-        return "/api/v1/programs"
-    if sep and process == "*":
-        return f"/api/v1/groups/{group}"
-    return f"/api/v1/programs/{process if sep else name}"
+        return everything
+    chosen = [p for p in everything if p["group"] == group]
+    if not chosen:
+        raise ControlError(f"no such group: {group}")
+    return chosen
 
 
 def _command_path(name: str, verb: str) -> str:

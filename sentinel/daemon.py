@@ -223,14 +223,19 @@ def _remove_stale_socket(path: Path) -> None:
 
 
 def _kill_leftovers() -> None:
-    """As subreaper, anything still a child of ours now would outlive us: kill it."""
-    for pid in children_of_daemon():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            log.warning("killed leftover process %d", pid)
-    for pid in children_of_daemon():
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    """As subreaper, anything still a child of ours now would outlive us: kill it. What it
+    started comes to us as it dies, so go on until no child is left."""
+    for _ in range(1000):  # a bound, against a fork bomb
+        pids = children_of_daemon()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                log.warning("killed leftover process %d", pid)
+        for pid in pids:  # only those killed: waiting for another could block for ever
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 def _log_tail(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> str:

@@ -368,9 +368,7 @@ class ProcessMachine:
         if self.state is S.STARTING:
             self._failed_start(now, code)
         elif self.state is S.RUNNING:
-            assert self.running_since is not None
-            if now - self.running_since >= self.settings.backoff.reset_after:
-                self.attempt = 0  # it ran long enough: this crash starts a new series
+            self._reset_backoff_if_it_ran(now)
             if self._should_restart(code):
                 self._retry(now, RestartRequest(RestartReason.EXITED, self.detail), code)
             else:
@@ -381,9 +379,18 @@ class ProcessMachine:
             if pending is None:
                 self._enter(S.STOPPED, self.detail, code)
             elif pending.reason is RestartReason.LIVENESS:
+                self._reset_backoff_if_it_ran(now)
                 self._retry(now, pending, code)
             else:
                 self._spawn(now, pending, code)
+
+    def _reset_backoff_if_it_ran(self, now: float) -> None:
+        """A process that ran reset_after before it failed starts a new series of restarts
+        (for a liveness failure: it was healthy until its last failure_threshold probes)."""
+        if self.running_since is not None and now - self.running_since >= (
+            self.settings.backoff.reset_after
+        ):
+            self.attempt = 0
 
     def _failed_start(self, now: float, code: int | None) -> None:
         # STARTING -> BACKOFF, or -> FATAL once start_retries are used up

@@ -4,7 +4,9 @@ It spawns the child (own process group, user, umask, cwd, environment, fds 0-2 o
 its exit (from the reaper) and its timers (loop.call_later, monotonic) into machine inputs,
 signals the whole process group, and owns the pipes that capture its output. Whatever a
 process leaves behind when its main pid exits (its group, or descendants that escaped with
-setsid) gets the stop signal, then SIGKILL after stop_timeout.
+setsid) gets the stop signal, then SIGKILL after stop_timeout, and the exit counts only once
+they are gone (systemd's KillMode=control-group): a stop returns, and a restart spawns, with
+nothing of the old process left running.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ProcessDriver:
         self._next_spec: ProcessSpec | None = None
         self._stdout: LogCapture | None = None
         self._stderr: LogCapture | None = None
+        self._leftovers: _Leftovers | None = None
         self._open_logs()
 
     # --- the public surface -----------------------------------------------------------------
@@ -157,6 +160,8 @@ class ProcessDriver:
         """Release the log pipes; call once the process is stopped for good."""
         for timer in self._timers.values():
             timer.cancel()
+        if self._leftovers is not None:
+            self._leftovers.cancel()
         for capture in (self._stdout, self._stderr):
             if capture is not None:
                 await capture.aclose()
@@ -262,28 +267,37 @@ class ProcessDriver:
 
     def _exited(self, code: int) -> None:
         popen, self._popen = self._popen, None
-        self.feed(Exited(code))  # first: a restart must not wait for the sweep below
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
-            self._sweep_leftovers(popen.pid)
+            marker = self.name.encode()
+            escaped = [
+                p for p in self._reaper.orphans() if environment_of(p).get(_ENV_KEY) == marker
+            ]
+            if _group_alive(popen.pid) or escaped:
+                log.info("%s: stopping what pid %d left behind", self.name, popen.pid)
+                settings = self.spec.settings
+                self._leftovers = _Leftovers(
+                    self.name,
+                    popen.pid,
+                    escaped=escaped,
+                    stop_signal=settings.stop_signal,
+                    stop_timeout=settings.stop_timeout,
+                    loop=self._loop,
+                    reaper=self._reaper,
+                    on_gone=lambda: self._leftovers_gone(code),
+                )
+                return
+        self.feed(Exited(code))
+
+    def _leftovers_gone(self, code: int) -> None:
+        self._leftovers = None
+        self.feed(Exited(code))
 
     def _signal_group(self, sig: signal.Signals) -> None:
         pid = self.machine.pid
         if pid is None:
             return
         _signal_group(pid, sig)
-
-    def _sweep_leftovers(self, pgid: int) -> None:
-        """Stop what the exited process left behind: its group, and escapees of this process."""
-        marker = self.name.encode()
-        escaped = [p for p in self._reaper.orphans() if environment_of(p).get(_ENV_KEY) == marker]
-        if not _group_alive(pgid) and not escaped:
-            return
-        stop_signal, timeout = self.spec.settings.stop_signal, self.spec.settings.stop_timeout
-        log.info("%s: stopping what pid %d left behind", self.name, pgid)
-        for target in (lambda sig: _signal_group(pgid, sig), *(_pid_signaller(p) for p in escaped)):
-            target(stop_signal)
-            self._loop.call_later(timeout, target, signal.SIGKILL)
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -299,6 +313,74 @@ class ProcessDriver:
     def _open_logs(self) -> None:
         self._stdout = _capture(self.spec.stdout_log, self.spec.settings.stdout, self._loop)
         self._stderr = _capture(self.spec.stderr_log, self.spec.settings.stderr, self._loop)
+
+
+class _Leftovers:
+    """What a process left behind when its main pid exited: its process group and the
+    descendants that escaped it (setsid), stopped as the process itself would be (the stop
+    signal, SIGKILL after stop_timeout) and watched until they are gone.
+
+    They die as sentinel's children (it is their subreaper), so each reaping pass checks
+    them: no polling. Something that outlives even SIGKILL (stuck in the kernel) is given
+    up on after KILL_GRACE, with a warning, so the process is not stuck for ever.
+    """
+
+    KILL_GRACE = 5.0
+
+    def __init__(
+        self,
+        name: str,
+        pgid: int,
+        *,
+        escaped: list[int],
+        stop_signal: signal.Signals,
+        stop_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        reaper: ChildReaper,
+        on_gone: Callable[[], None],
+    ) -> None:
+        self._name, self._pgid, self._escaped, self._on_gone = name, pgid, escaped, on_gone
+        self._signal(stop_signal)
+        self._timers = [
+            loop.call_later(stop_timeout, self._signal, signal.SIGKILL),
+            loop.call_later(stop_timeout + self.KILL_GRACE, self._give_up),
+        ]
+        # They were alive a moment ago; a death from now on comes with a reaping pass.
+        self._unsubscribe = reaper.on_orphan_reaped(self._check)
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._unsubscribe()
+        self._unsubscribe = lambda: None
+
+    def _alive(self) -> bool:
+        return _group_alive(self._pgid) or any(_pid_alive(p) for p in self._escaped)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        _signal_group(self._pgid, sig)
+        for pid in self._escaped:
+            _pid_signaller(pid)(sig)
+
+    def _check(self) -> None:
+        if not self._alive():
+            self.cancel()
+            self._on_gone()
+
+    def _give_up(self) -> None:
+        log.warning("%s: processes of pid %d survive SIGKILL; going on", self._name, self._pgid)
+        self.cancel()
+        self._on_gone()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:

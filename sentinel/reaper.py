@@ -36,6 +36,7 @@ class ChildReaper:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         self._callbacks: dict[int, ExitCallback] = {}
+        self._orphan_listeners: list[Callable[[], None]] = []
 
     def install(self) -> None:
         if not become_subreaper():
@@ -51,27 +52,41 @@ class ChildReaper:
         awaiting anything, so the exit cannot be reaped first."""
         self._callbacks[pid] = callback
 
+    def on_orphan_reaped(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` after a pass that reaped orphans (what a dead process left behind
+        dies as one of them); returns the function that removes it."""
+        self._orphan_listeners.append(listener)
+        return lambda: self._orphan_listeners.remove(listener)
+
     def orphans(self) -> set[int]:
         """Children nobody spawned: descendants re-parented here after their parent exited."""
         return children_of_daemon() - self._callbacks.keys()
 
     def reap(self) -> None:
+        orphans = 0
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             code = os.waitstatus_to_exitcode(status)
             callback = self._callbacks.pop(pid, None)
             if callback is None:
                 log.debug("reaped orphan %d (exit %d)", pid, code)
+                orphans += 1
                 continue
             try:
                 callback(code)
             except Exception:
                 log.exception("exit callback for pid %d failed", pid)
+        if orphans:
+            for listener in list(self._orphan_listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("orphan listener %r failed", listener)
 
 
 def children_of_daemon() -> set[int]:

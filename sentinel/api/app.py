@@ -131,10 +131,13 @@ class _Endpoints:
             while not self.control.closing.is_set():
                 waiting = asyncio.ensure_future(capture.wait_written(written))
                 closing = asyncio.ensure_future(self.control.closing.wait())
-                await asyncio.wait([waiting, closing], return_when=asyncio.FIRST_COMPLETED)
-                closing.cancel()
+                try:
+                    await asyncio.wait([waiting, closing], return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when the client goes away: no task is left behind
+                    closing.cancel()
+                    if not waiting.done():
+                        waiting.cancel()
                 if not waiting.done():
-                    waiting.cancel()
                     return
                 if waiting.exception() is not None:  # CaptureClosed: removed, or shutting down
                     return

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,10 +113,12 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(sentinel: Start) ->
 
 
 def test_grandchildren_are_left_behind_by_nothing(sentinel: Start, tmp_path: Path) -> None:
-    """A grandchild in the group, and one that escaped with setsid, are both gone after stop."""
+    """A grandchild in the group and one that escaped with setsid, both ignoring SIGTERM:
+    a restart spawns, a stop returns and a shutdown exits only once they are gone."""
     pids = tmp_path / "pids"
     forker = cmd(f"""
-        import os, sys, time
+        import os, signal, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by both children
         stay = os.fork()
         if stay == 0:
             time.sleep(3600); os._exit(0)
@@ -125,6 +129,7 @@ def test_grandchildren_are_left_behind_by_nothing(sentinel: Start, tmp_path: Pat
                 os._exit(0)
             time.sleep(3600); os._exit(0)
         os.waitpid(escape, 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the main process stops on TERM
         with open({str(pids)!r} + ".tmp", "w") as f:
             f.write(str(stay))
         os.rename({str(pids)!r} + ".tmp", {str(pids)!r})
@@ -134,21 +139,36 @@ def test_grandchildren_are_left_behind_by_nothing(sentinel: Start, tmp_path: Pat
         [programs.forker]
         command = {forker}
         start_seconds = 0
-        stop_timeout = "2s"
+        stop_timeout = "1s"
     """)
+
+    def leftovers() -> set[int]:
+        """The running forker's two children, once it has written that it is ready."""
+        wait_until(pids.exists, what="the child to write its pids")
+        stay = int(pids.read_text())
+        pids.unlink()
+        escaped = wait_until(
+            lambda: _escaped_pids(daemon, exclude={stay}), what="the escaped grandchild"
+        )
+        found = {stay, *escaped}
+        assert all(pid_alive(p) for p in found)
+        return found
+
     daemon.wait_event(state_is("forker", "RUNNING"))
-    wait_until(pids.exists, what="the child to write its pids")
-    stay = int(pids.read_text())
-    escaped = wait_until(
-        lambda: _escaped_pids(daemon, exclude={stay}), what="the escaped grandchild"
-    )
-    assert pid_alive(stay) and all(pid_alive(p) for p in escaped)
+    first = leftovers()
+    began = time.monotonic()
+    assert daemon.cli("restart", "forker").returncode == 0
+    assert time.monotonic() - began >= 1.0  # stop_timeout, then SIGKILL
+    assert not any(pid_alive(p) for p in first)  # before the new process ran
+    second = leftovers()
     assert daemon.cli("stop", "forker").returncode == 0
-    wait_until(
-        lambda: not pid_alive(stay) and not any(pid_alive(p) for p in escaped),
-        timeout=5,
-        what="leftovers to die",
-    )
+    assert not any(pid_alive(p) for p in second)
+    assert daemon.status("forker")["state"] == "STOPPED"
+
+    assert daemon.cli("start", "forker").returncode == 0
+    third = leftovers()
+    assert daemon.terminate(timeout=10) == 0
+    assert not any(pid_alive(p) for p in third)
 
 
 def _escaped_pids(daemon: SentinelProcess, exclude: set[int]) -> set[int]:
@@ -316,8 +336,10 @@ def test_bad_config_on_reload_names_the_key_and_keeps_running(sentinel: Start) -
     assert f"{daemon.config_path}: programs.web.stop_timeout: expected a duration" in result.stderr
     check = daemon.cli("check-config", "-c", str(daemon.config_path))
     assert check.returncode == 1 and "programs.web.stop_timeout" in check.stderr
+    rejected = daemon.wait_event(lambda e: e["event"] == "config_reloaded" and not e["ok"])
     os.kill(daemon.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
-    daemon.wait_event(lambda e: e["event"] == "config_reloaded" and not e["ok"] and e is not None)
+    again = daemon.next_event(lambda e: e["event"] == "config_reloaded")  # the SIGHUP's own
+    assert not again["ok"] and again is not rejected
     assert daemon.status("web")["pid"] == pid
 
 
@@ -379,6 +401,16 @@ def test_cli_status_json_and_commands(sentinel: Start) -> None:
     assert (api["state"], api["pid"]) == ("STOPPED", None)
 
     assert daemon.cli("status", "api").returncode == 1
+    front = json.loads(daemon.cli("status", "front:*", "--json").stdout)
+    assert sorted(p["name"] for p in front) == ["api", "web"]
+    nogroup = daemon.cli("status", "back:*")
+    assert nogroup.returncode == 2 and "no such group: back" in nogroup.stderr
+    # -s before the command, as supervisorctl takes it
+    before = subprocess.run(
+        [sys.executable, "-m", "sentinel", "-s", str(daemon.socket), "status", "web"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert before.returncode == 0 and "RUNNING" in before.stdout, before.stderr
     started = daemon.cli("start", "front:*")
     assert started.returncode == 0 and "api: started" in started.stdout
     assert daemon.status("api")["state"] == "RUNNING"  # start returned once RUNNING
@@ -390,3 +422,9 @@ def test_cli_status_json_and_commands(sentinel: Start) -> None:
     assert {p["state"] for p in json.loads(daemon.cli("status", "--json").stdout)} == {"STOPPED"}
     missing = daemon.cli("start", "nope")
     assert missing.returncode == 2 and "no such process" in missing.stderr
+    assert daemon.terminate() == 0
+    for command in ("reload", "status"):  # no daemon: exit 2, a message, no traceback
+        unreachable = daemon.cli(command)
+        assert unreachable.returncode == 2, unreachable.stderr
+        assert unreachable.stderr.startswith("sentinel: cannot reach the daemon at ")
+        assert "Traceback" not in unreachable.stderr

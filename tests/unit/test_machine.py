@@ -96,6 +96,20 @@ def test_backoff_resets_after_a_long_run() -> None:
     assert SetTimer(TimerKind.BACKOFF, 1.0) in actions
 
 
+def test_backoff_resets_after_a_long_run_before_a_liveness_restart() -> None:
+    """A liveness restart of a process that ran reset_after seconds starts a new series too."""
+    m = machine(autorestart="always")
+    running(m)
+    for n in range(1, 4):  # three quick crashes: the next delay would be 8s
+        m.step(Exited(1), 10.0 * n)
+        m.step(TimerFired(TimerKind.BACKOFF), 10.0 * n + 5)
+        m.step(Spawned(100 + n), 10.0 * n + 5)
+        m.step(TimerFired(TimerKind.STARTED), 10.0 * n + 6)
+    m.step(RestartRequest(RestartReason.LIVENESS, "liveness failed 3x"), 3600)
+    actions = m.step(Exited(-15), 3601)
+    assert SetTimer(TimerKind.BACKOFF, 1.0) in actions
+
+
 def test_zero_initial_backoff_restarts_at_once_and_counts() -> None:
     """initial = 0s restarts in the same step, with a `restart` event of reason exited."""
     m = machine(autorestart="always", backoff={**BACKOFF, "initial": 0})

@@ -35,6 +35,7 @@ MAX_BODY = 64 * 1024  # enough for any health page; more is not read
 MAX_HEAD = 64 * 1024  # status line and headers
 MAX_CHUNK_LINE = 4096
 READ_SIZE = 64 * 1024
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([^\r\n]*))?")
 _NO_BODY_STATUSES = frozenset({204, 304})
 _NOT_CONNECTED_YET = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOTCONN, errno.EINTR})
@@ -110,13 +111,13 @@ class _Exchange(asyncio.Protocol):
 
     def _advance(self) -> None:
         while not self._status:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
+            match = _HEAD_END.search(self._buffer)
+            if match is None:
                 if len(self._buffer) > MAX_HEAD:
                     raise BadResponse(f"response head over {MAX_HEAD // 1024} KiB")
                 return
-            head = bytes(self._buffer[:end])
-            del self._buffer[: end + 4]
+            head = bytes(self._buffer[: match.start()])
+            del self._buffer[: match.end()]
             self._head(head)
         if self._framing == "chunked":
             self._chunked()
@@ -126,7 +127,9 @@ class _Exchange(asyncio.Protocol):
                 self._finish()
 
     def _head(self, head: bytes) -> None:
-        status_line, _, header_block = head.partition(b"\r\n")
+        # Lines end in CRLF; a bare LF is accepted too, as RFC 9112 allows (and Go's client
+        # does, which is what the kubelet probes with).
+        status_line, *lines = (line.rstrip(b"\r") for line in head.split(b"\n"))
         match = _STATUS_LINE.fullmatch(status_line)
         if match is None:
             raise BadResponse(f"not an HTTP/1.x status line: {status_line[:60]!r}")
@@ -134,11 +137,16 @@ class _Exchange(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             return  # an interim response (100 Continue): the real one follows
         headers: dict[bytes, bytes] = {}
-        for line in header_block.split(b"\r\n"):
+        name = b""
+        for line in lines:
+            if line[:1] in (b" ", b"\t") and name:  # an obsolete folded continuation
+                headers[name] += b" " + line.strip()
+                continue
             name, colon, value = line.partition(b":")
             if not colon:
                 raise BadResponse(f"malformed header line: {line[:60]!r}")
-            headers[name.strip().lower()] = value.strip()
+            name = name.strip().lower()
+            headers[name] = value.strip()
         self._status = status
         self._reason = (match[2] or b"").decode("latin-1").strip()
         if self._head_only or status in _NO_BODY_STATUSES or status == 101:

@@ -453,6 +453,28 @@ async def test_a_broken_answer_fails_promptly(
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"HTTP/1.0 200 OK\r\n\r\nok", "HTTP 200 OK"),  # no headers: the body ends at close
+        (b"HTTP/1.1 204 No Content\r\n\r\n", "HTTP 204 No Content"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "HTTP 200 OK"),  # bare LF line ends
+        (b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 2\r\n\r\nok", "HTTP 200 OK"),
+        (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", "HTTP 200"),  # no reason phrase
+    ],
+    ids=["no-headers", "204-no-headers", "bare-lf", "folded-header", "no-reason"],
+)
+async def test_minimal_valid_answers_pass(
+    serve: Serve, prober: HttpProber, raw: bytes, detail: str
+) -> None:
+    """What a minimal health endpoint may answer, within RFC 9112's leeway, passes."""
+    server = await serve(send_raw(raw, "close"))
+
+    result, _ = await timed(prober, HttpCheck(url=server.url("/"), body_contains=None), 2.0)
+
+    assert (result.ok, result.detail) == (True, detail)
+
+
 # --- TLS ------------------------------------------------------------------------------------
 
 

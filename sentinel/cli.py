@@ -104,7 +104,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from sentinel import notify  # noqa: PLC0415 (apprise is slow to import; only this needs it)
 
     config = load(find_config(args.config))
-    notify.check(config.notify, str(config.path))
+    notify.check(config)
     print(f"{config.path}: ok, {len(config.processes)} processes")
     rows: list[tuple[str, ...]] = [("NAME", "GROUP", "PRIORITY", "AUTOSTART", "COMMAND")]
     for spec in sorted(config.processes, key=lambda p: (p.priority, p.name)):

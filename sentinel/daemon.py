@@ -171,7 +171,7 @@ class Daemon:
         async with self._reload_lock:
             try:
                 new = load(self.config.path)
-                notify.check(new.notify, str(new.path))
+                notify.check(new)
             except ConfigError as exc:
                 log.error("reload rejected, keeping the running config:\n%s", exc)
                 self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
@@ -296,7 +296,7 @@ def log_event(event: Event) -> None:
 
 def run(config_path: str | None) -> int:
     config = load(find_config(config_path))
-    notify.check(config.notify, str(config.path))
+    notify.check(config)
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
     config.log_dir.mkdir(parents=True, exist_ok=True)
 

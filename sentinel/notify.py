@@ -1,22 +1,30 @@
 """Alerts through apprise (the only apprise importer): events -> messages, off the supervision path.
 
 `Notifier.on_event` runs on the bus, inside the supervision path, so it only decides and
-enqueues: which events the config wants, whether the program's cooldown for that event
-suppresses it (counted, and summarised in the next message), and what the message says. A
-worker task takes messages off a bounded queue, gathers what arrives within `batch` seconds
-into one digest per destination, and sends each in a thread with retries, so a slow or dead
-channel never delays a restart. URLs appear in logs only in apprise's privacy form.
+enqueues: which events the config wants, whether they are suppressed (by the program's
+cooldown for that event, or because the program is flapping: one crash loop pages once, with
+`flapping`, then `recovered`), and what the message says. What is suppressed is counted and
+summarised in the program's next message. A worker task takes messages off a bounded queue,
+gathers what arrives within `batch` seconds into one digest per destination, and sends each
+on threads of its own with retries, so a slow or dead channel never delays a restart nor
+starves the daemon's shared thread pool. URLs appear in logs only in apprise's privacy form.
+
+Routing: URLs in [notify].urls get every program's alerts (they are added with apprise's
+"always" tag); URLs of an apprise config file get the alerts of programs whose notify_tags
+they carry, and of programs without notify_tags.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +43,14 @@ from sentinel.events import (
     Restart,
     Unhealthy,
 )
-from sentinel.model import NotifySection
+from sentinel.model import Config, NotifySection
 
 log = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.CRITICAL)  # it may log hosts and paths; we log
 
 QUEUE_SIZE = 1000
+SEND_THREADS = 4  # sends blocked on a dead channel hold these, and nothing else
+MUTED_WHILE_FLAPPING = ("restart", "backoff")
 _SEVERITY = {"success": 0, "info": 1, "warning": 2, "failure": 3}
 
 
@@ -68,10 +78,18 @@ class Alert:
 
 
 @dataclass
-class _Cooldown:
-    last_sent: float
-    suppressed: int = 0
+class _Suppressed:
+    """A program's alerts held back since its last message, by kind."""
+
+    counts: Counter[str] = field(default_factory=Counter)
     since: float = field(default_factory=time.time)
+
+    def note(self, process: str) -> str:
+        if not self.counts:
+            return ""
+        since = time.strftime("%H:%M:%S", time.localtime(self.since))
+        what = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts.items()))
+        return f"\n({what} alerts for {process} were suppressed since {since})"
 
 
 def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigProblem]]:
@@ -79,7 +97,7 @@ def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigP
     apobj = apprise.Apprise()
     problems = []
     for index, url in enumerate(section.urls):
-        if not apobj.add(url):
+        if not apobj.add(url, tag=apprise.common.MATCH_ALWAYS_TAG):
             problems.append(
                 ConfigProblem(
                     "",
@@ -101,11 +119,27 @@ def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigP
     return apobj, problems
 
 
-def check(section: NotifySection, file: str) -> None:
-    """Raise ConfigError if [notify] names URLs or a config apprise cannot use."""
-    _, problems = build_apprise(section)
+def check(config: Config) -> None:
+    """Raise ConfigError if [notify] names URLs or a config apprise cannot use, or a program's
+    notify_tags name a tag no URL carries (its alerts would go nowhere)."""
+    apobj, problems = build_apprise(config.notify)
+    if not problems and len(apobj) > 0:
+        seen: set[tuple[str, str]] = set()
+        for spec in config.processes:
+            for tag in spec.settings.notify_tags:
+                if (spec.program, tag) in seen:
+                    continue
+                seen.add((spec.program, tag))
+                if not any(apobj.find(tag=[tag], match_always=False)):
+                    problems.append(
+                        ConfigProblem(
+                            "",
+                            f"programs.{spec.program}.notify_tags",
+                            f"expected tags of the [notify] config's URLs: no URL has {tag!r}",
+                        )
+                    )
     if problems:
-        raise ConfigError([ConfigProblem(file, p.key, p.message) for p in problems])
+        raise ConfigError([ConfigProblem(str(config.path), p.key, p.message) for p in problems])
 
 
 def private(service: Any) -> str:
@@ -132,8 +166,11 @@ class Notifier:
         self._clock = clock
         self._retry_delay = retry_delay
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._cooldowns: dict[tuple[str, str], _Cooldown] = {}
+        self._last_sent: dict[tuple[str, str], float] = {}  # (process, kind) -> when
+        self._suppressed: dict[str, _Suppressed] = {}
+        self._flapping: set[str] = set()
         self._unhealthy: set[str] = set()  # so that `healthy` after `unhealthy` is a recovery
+        self._threads = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sentinel-notify")
         self._sending: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
 
@@ -160,21 +197,16 @@ class Notifier:
         context = self._context(process)
         if context is None or not context.enabled:
             return
-        cooldown = self._cooldowns.get((process, kind))
         now = self._clock()
-        if cooldown is not None and now - cooldown.last_sent < self._section.cooldown:
-            cooldown.suppressed += 1
+        last = self._last_sent.get((process, kind))
+        cooling = last is not None and now - last < self._section.cooldown
+        if cooling or (process in self._flapping and kind in MUTED_WHILE_FLAPPING):
+            self._suppressed.setdefault(process, _Suppressed()).counts[kind] += 1
             self._publish(NotificationResult(result="suppressed", target="", title=headline))
             return
-        note = ""
-        if cooldown is not None and cooldown.suppressed:
-            since = time.strftime("%H:%M:%S", time.localtime(cooldown.since))
-            note = (
-                f"\n({cooldown.suppressed} more {kind} alerts for {process} "
-                f"were suppressed since {since})"
-            )
-        self._cooldowns[(process, kind)] = _Cooldown(last_sent=now)
-        body = _body(detail, context) + note
+        self._last_sent[(process, kind)] = now
+        held = self._suppressed.pop(process, None)
+        body = _body(detail, context) + (held.note(process) if held else "")
         alert = Alert(process, kind, headline, body, notify_type, context.tags)
         try:
             self._queue.put_nowait(alert)
@@ -199,6 +231,7 @@ class Notifier:
                 "failure",
             )
         if isinstance(event, Flapping):
+            self._flapping.add(event.process)
             what = f"{event.restarts} restarts in {event.window:g}s"
             if event.stopped:
                 what += ", stopped"
@@ -219,6 +252,7 @@ class Notifier:
                 "failure",
             )
         if isinstance(event, Recovered):
+            self._flapping.discard(event.process)
             return (
                 "recovered",
                 event.process,
@@ -255,6 +289,7 @@ class Notifier:
         self._worker.cancel()
         for task in self._sending:
             task.cancel()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
@@ -270,9 +305,13 @@ class Notifier:
                 by_destination[alert.tags].append(alert)
             for tags, alerts in by_destination.items():
                 title, body, notify_type = self._digest(alerts)
-                for service in self._apprise.find(
-                    tag=list(tags) if tags else apprise.common.MATCH_ALL_TAG
-                ):
+                services = list(
+                    self._apprise.find(tag=list(tags) if tags else apprise.common.MATCH_ALL_TAG)
+                )
+                if not services:  # the apprise config changed on disk since it was checked
+                    log.error("no notification URL has the tags %s: %s", ", ".join(tags), title)
+                    self._publish(NotificationResult(result="failed", target="", title=title))
+                for service in services:
                     task = asyncio.get_running_loop().create_task(
                         self._deliver(service, title, body, notify_type)
                     )
@@ -296,9 +335,10 @@ class Notifier:
         target = private(service)
         for attempt in range(self._section.retries + 1):
             try:
-                ok = await asyncio.to_thread(
+                send = functools.partial(
                     service.notify, body=body, title=title, notify_type=notify_type
                 )
+                ok = await asyncio.get_running_loop().run_in_executor(self._threads, send)
             except Exception as exc:  # a plugin's bug must not kill the worker
                 log.warning("notification to %s raised %s", target, type(exc).__name__)
                 ok = False

@@ -167,12 +167,13 @@ def test_cooldown_summarises_what_it_suppressed(sentinel: Start, webhook: Webhoo
     while time.time() < first["timestamp"] + cooldown + 0.1:
         time.sleep(0.05)
     restart()
-    assert "(3 more restart alerts for victim were suppressed since" in webhook.next()["message"]
+    assert "(3 restart alerts for victim were suppressed since" in webhook.next()["message"]
 
 
 def test_tags_route_each_programs_alerts(sentinel: Start, tmp_path: Path) -> None:
-    """A program's alerts go only to URLs with its tags; an untagged program's go everywhere."""
-    web_team, db_team = WebhookReceiver(), WebhookReceiver()
+    """A program's alerts go only to URLs with its tags; an untagged program's go everywhere;
+    [notify].urls get every program's alerts."""
+    web_team, db_team, oncall = WebhookReceiver(), WebhookReceiver(), WebhookReceiver()
     try:
         apprise_config = tmp_path / "apprise.yml"
         apprise_config.write_text(
@@ -180,6 +181,7 @@ def test_tags_route_each_programs_alerts(sentinel: Start, tmp_path: Path) -> Non
         )
         daemon = sentinel(f"""
             [notify]
+            urls = ["{oncall.url()}"]
             config = "{apprise_config}"
             batch = "100ms"
             events = ["restart"]
@@ -199,16 +201,23 @@ def test_tags_route_each_programs_alerts(sentinel: Start, tmp_path: Path) -> Non
             daemon.wait_event(state_is(name, "RUNNING"))
         for name in ("web", "db", "cron", "quiet"):
             assert daemon.cli("restart", name).returncode == 0
-        for _ in range(4):  # web + cron to the web team; db + cron to the db team
+        for _ in range(7):  # web + cron to the web team; db + cron to the db team; 3 on call
             daemon.wait_event(lambda e: e["event"] == "notification" and e["result"] == "sent")
             daemon.events.clear()
-        web_titles = sorted(web_team.next()["title"].split("] ")[1].split(" ")[0] for _ in range(2))
-        db_titles = sorted(db_team.next()["title"].split("] ")[1].split(" ")[0] for _ in range(2))
-        assert (web_titles, db_titles) == (["cron", "web"], ["cron", "db"])
-        assert web_team.messages.empty() and db_team.messages.empty()
+
+        def programs(receiver: WebhookReceiver, count: int) -> list[str]:
+            return sorted(
+                receiver.next()["title"].split("] ")[1].split(" ")[0] for _ in range(count)
+            )
+
+        assert programs(web_team, 2) == ["cron", "web"]
+        assert programs(db_team, 2) == ["cron", "db"]
+        assert programs(oncall, 3) == ["cron", "db", "web"]
+        assert web_team.messages.empty() and db_team.messages.empty() and oncall.messages.empty()
     finally:
         web_team.close()
         db_team.close()
+        oncall.close()
 
 
 def test_dead_channels_do_not_delay_restarts(

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from sentinel.events import Event, Fatal, Healthy, NotificationResult, Restart, Unhealthy
+from pathlib import Path
+
+import pytest
+
+from sentinel.config import load
+from sentinel.errors import ConfigError
+from sentinel.events import (
+    BackoffStarted,
+    Event,
+    Fatal,
+    Flapping,
+    Healthy,
+    NotificationResult,
+    Recovered,
+    Restart,
+    Unhealthy,
+)
 from sentinel.model import NotifySection
-from sentinel.notify import Alert, Notifier, ProcessContext
+from sentinel.notify import Alert, Notifier, ProcessContext, check
 from sentinel.states import RestartReason
 
 CONTEXT = ProcessContext(
@@ -68,7 +84,7 @@ def test_cooldown_suppresses_counts_and_summarises() -> None:
     clock.now += 300
     n.on_event(restart())
     (alert,) = queued(n)
-    assert "(4 more restart alerts for web were suppressed since" in alert.body
+    assert "(4 restart alerts for web were suppressed since" in alert.body
 
 
 def test_alert_content_and_routing() -> None:
@@ -119,3 +135,55 @@ def test_digest_of_several_alerts() -> None:
     title, body, kind = n._digest(alerts)
     assert title == "[sentinel@host] 2 alerts: web restarted (x); db FATAL (y)"
     assert kind == "failure" and "== db FATAL (y)\nb2" in body
+
+
+def test_a_crash_loop_pages_once_while_it_flaps() -> None:
+    """Restart and backoff alerts of a flapping program are held back (and counted) until it
+    recovers; the recovery says what was held back."""
+    clock, published = Clock(), []
+    n = notifier(clock, published, cooldown="0s")
+    n.on_event(restart())
+    n.on_event(Flapping(process="web", group="web", restarts=5, window=600.0, stopped=False))
+    for _ in range(50):
+        clock.now += 60
+        n.on_event(restart())
+        n.on_event(BackoffStarted(process="web", group="web", attempt=5, delay=60.0))
+    n.on_event(Recovered(process="web", group="web", detail="no restart for 600s"))
+    kinds = [a.kind for a in queued(n)]
+    assert kinds == ["restart", "flapping", "recovered"]
+    suppressed = [e for e in published if isinstance(e, NotificationResult)]
+    assert len(suppressed) == 100 and {e.result for e in suppressed} == {"suppressed"}
+    n.on_event(restart())  # after the episode, restarts page again
+    assert [a.kind for a in queued(n)] == ["restart"]
+
+
+def test_what_was_suppressed_is_told_in_the_programs_next_message() -> None:
+    """Suppressed alerts of one kind are summarised in the next message of any kind."""
+    clock, published = Clock(), []
+    n = notifier(clock, published, cooldown="5m")
+    n.on_event(restart())
+    clock.now += 10
+    n.on_event(restart())
+    n.on_event(restart())
+    n.on_event(Fatal(process="web", group="web", detail="3 failed starts", exit_code=1))
+    alerts = queued(n)
+    assert [a.kind for a in alerts] == ["restart", "fatal"]
+    assert "(2 restart alerts for web were suppressed since" in alerts[1].body
+
+
+def test_notify_tags_must_name_a_tag_some_url_has(tmp_path: Path) -> None:
+    """A tag no URL carries (a typo) is a config error naming the program's key."""
+    apprise_config = tmp_path / "apprise.yml"
+    apprise_config.write_text("urls:\n  - json://127.0.0.1:9/x:\n    - tag: team-web\n")
+    path = tmp_path / "sentinel.toml"
+    path.write_text(
+        f'[notify]\nconfig = "{apprise_config}"\n'
+        '[programs.web]\ncommand = "x"\nnotify_tags = ["team-web"]\n'
+        '[programs.db]\ncommand = "x"\nnotify_tags = ["tem-db"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        check(load(path))
+    assert f"{path}: programs.db.notify_tags: expected tags of the [notify] config" in str(
+        info.value
+    )
+    assert "'tem-db'" in str(info.value) and "programs.web" not in str(info.value)

@@ -306,7 +306,11 @@ def _describe(process: dict[str, Any]) -> str:
     probes = process.get("probes")
     if probes:
         ready = "ready" if process["ready"] else "not ready"
-        last = "; ".join(f"{kind}: {p['detail']}" for kind, p in probes.items() if not p["ok"])
+        last = "; ".join(  # what failed, and what passed with a (Nagios) warning
+            f"{kind}: {'warning: ' if p['ok'] else ''}{p['detail']}"
+            for kind, p in probes.items()
+            if not p["ok"] or p.get("warning")
+        )
         text += f" [{process['health']}, {ready}{'; ' + last if last else ''}]"
     return text
 

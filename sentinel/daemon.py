@@ -73,6 +73,7 @@ class Daemon:
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
         self.metrics = SentinelCollector(self.supervisor.drivers.values, self._escaped)
         self.bus.subscribe(log_event)
+        self.bus.subscribe(ProbeLog())
         self.bus.subscribe(self._remember)
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
@@ -249,10 +250,31 @@ def _log_tail(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> str:
     return ""
 
 
+class ProbeLog:
+    """Probe results in sentinel's log when they change: the first failure (or a new reason),
+    and the first pass after failures. A readiness probe failing every 100 ms would otherwise
+    write ten lines a second."""
+
+    def __init__(self) -> None:
+        self._failing: dict[tuple[str, str], str] = {}  # (process, probe) -> last detail
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, ProbeResultEvent):
+            return
+        key = (event.process, event.probe)
+        if event.ok:
+            if self._failing.pop(key, None) is not None:
+                log.info("%s: %s probe passing again: %s", *key, event.detail)
+        elif self._failing.get(key) != event.detail:
+            self._failing[key] = event.detail
+            fields = {"fields": event.to_dict()}
+            log.info("%s: %s probe failed: %s", *key, event.detail, extra=fields)
+
+
 def log_event(event: Event) -> None:
     """Every state change and restart goes to sentinel's log, with its reason."""
-    if isinstance(event, ProbeResultEvent) and event.ok:
-        return  # the common case, a thousand times a second: not logged
+    if isinstance(event, ProbeResultEvent):
+        return  # ProbeLog's
     fields: dict[str, Any] = {"fields": event.to_dict()}
     if isinstance(event, StateChanged):
         log.info(
@@ -276,8 +298,6 @@ def log_event(event: Event) -> None:
         log.info(
             "%s: backoff attempt %d, %.3gs", event.process, event.attempt, event.delay, extra=fields
         )
-    elif isinstance(event, ProbeResultEvent) and not event.ok:
-        log.info("%s: %s probe failed: %s", event.process, event.probe, event.detail, extra=fields)
     elif isinstance(event, Unhealthy):
         log.warning("%s: unhealthy, %s", event.process, event.detail, extra=fields)
     elif isinstance(event, Healthy):

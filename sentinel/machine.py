@@ -379,6 +379,7 @@ class ProcessMachine:
             if pending is None:
                 self._enter(S.STOPPED, self.detail, code)
             elif pending.reason is RestartReason.LIVENESS:
+                self.detail = f"{pending.detail} ({self.detail})"  # why, not only how it ended
                 self._reset_backoff_if_it_ran(now)
                 self._retry(now, pending, code)
             else:

@@ -77,6 +77,7 @@ class ProcessDriver:
         self._wall_clock = wall_clock
         self.machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
         self.started_at: float | None = None  # unix time of the current spawn
+        self._spawned: float | None = None  # the same on the loop's (monotonic) clock: uptime
         self._popen: subprocess.Popen[bytes] | None = None
         self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
         self._inputs: deque[Input] = deque()
@@ -137,7 +138,7 @@ class ProcessDriver:
     def status(self) -> dict[str, Any]:
         m = self.machine
         running = m.state in (ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING)
-        uptime = time.time() - self.started_at if running and self.started_at else 0.0
+        uptime = self._loop.time() - self._spawned if running and self._spawned else 0.0
         return {
             "name": self.name,
             "group": self.spec.group,
@@ -260,7 +261,7 @@ class ProcessDriver:
             self.feed(SpawnFailed(error))
             return
         self._popen = popen
-        self.started_at = self._wall_clock()
+        self.started_at, self._spawned = self._wall_clock(), self._loop.time()
         self._reaper.watch(popen.pid, self._exited)
         _reset_oom_score(popen.pid)
         self.feed(Spawned(popen.pid))

@@ -16,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+log = logging.getLogger(__name__)
 # A skipped overlapping run is expected behaviour for a probe slower than its period, not news.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
+# The executor reports a job cancelled at shutdown as an error with a traceback; a job's real
+# errors are logged by `add`'s wrapper instead.
+logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
 
 # Wake-ups are rounded up to this: a probe runs at most this late (half a percent of a 1 s
 # period), and the probes due within it share one pass over the job store.
@@ -66,7 +69,14 @@ class ProbeScheduler:
         """Run `job` every `period` seconds, the first time `first_in` seconds from now."""
         start = datetime.now(UTC) + timedelta(seconds=first_in)
         trigger = IntervalTrigger(seconds=period, start_date=start, timezone=UTC)
-        self._scheduler.add_job(job, trigger, id=job_id, replace_existing=True)
+
+        async def run() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("probe job %s failed", job_id)
+
+        self._scheduler.add_job(run, trigger, id=job_id, replace_existing=True)
 
     def remove(self, job_id: str) -> None:
         if self._scheduler.get_job(job_id) is not None:

@@ -69,6 +69,9 @@ class ProbeRunner:
         self._bus, self._scheduler, self._http, self._execs = bus, scheduler, http, execs
         self._spec_of, self._rng, self._clock = spec_of, rng, clock
         self._watches: dict[str, _Watch] = {}
+        # The probes of a process restarted as unhealthy, kept for `status` (and alerts) until
+        # it runs again: why it was restarted stays visible through its BACKOFF.
+        self._failed: dict[str, _Watch] = {}
 
     def on_event(self, event: Event) -> None:
         """Subscribed to the bus: probes follow the process into and out of RUNNING."""
@@ -78,10 +81,12 @@ class ProbeRunner:
             self._begin(event.process, event.pid)
         elif event.old is ProcessState.RUNNING:
             self._end(event.process)
+        if event.new is ProcessState.STOPPED:  # stopped on purpose (or removed): no longer news
+            self._failed.pop(event.process, None)
 
     def status(self, name: str) -> dict[str, Any]:
         """Health, readiness and the last result of each probe, for `sentinel status`."""
-        watch = self._watches.get(name)
+        watch = self._watches.get(name) or self._failed.get(name)
         if watch is None:
             return {}
         tracker = watch.tracker
@@ -107,6 +112,7 @@ class ProbeRunner:
 
     def _begin(self, name: str, pid: int) -> None:
         self._end(name)
+        self._failed.pop(name, None)
         spec = self._spec_of(name)
         if spec is None or not self.has_probes(spec):
             return
@@ -166,6 +172,7 @@ class ProbeRunner:
         elif verdict is Verdict.UNHEALTHY:
             failures = watch.probes[kind].failure_threshold
             self._end(spec.name)  # no more probes for this pid: it is being restarted
+            self._failed[spec.name] = watch
             self._bus.publish(
                 Unhealthy(
                     process=spec.name,

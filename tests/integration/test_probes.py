@@ -164,6 +164,28 @@ def test_failing_readiness_never_restarts(sentinel: Start, closed_port: int) -> 
     assert "refused" in status["probes"]["readiness"]["detail"]
     text = daemon.cli("status", "app").stdout
     assert "not ready" in text and "refused" in text
+    assert daemon.log().count("app: readiness probe failed") == 1  # logged once, not 20 times
+
+
+def test_status_keeps_why_a_process_was_restarted(sentinel: Start, closed_port: int) -> None:
+    """Through the BACKOFF after a liveness restart, status says it was the probe, and which."""
+    daemon = sentinel(f"""
+        [programs.app]
+        command = {SLEEPER}
+        start_seconds = 0
+        backoff = {{ initial = "1h" }}
+        [programs.app.liveness]
+        tcp = {{ port = {closed_port} }}
+        period = "100ms"
+        failure_threshold = 2
+    """)
+    daemon.wait_event(lambda e: e["event"] == "backoff" and e["process"] == "app")
+    status = daemon.status("app")
+    assert (status["state"], status["health"]) == ("BACKOFF", "unhealthy")
+    assert status["detail"].startswith("liveness failed 2x: ")
+    assert "refused" in status["detail"] and "SIGTERM" in status["detail"]
+    assert "refused" in status["probes"]["liveness"]["detail"]
+    assert "liveness failed 2x" in daemon.cli("status", "app").stdout
 
 
 def test_passing_probe_never_restarts(sentinel: Start, shared_listener: SharedListener) -> None:
@@ -215,6 +237,8 @@ def test_exec_probe_environment_and_nagios_codes(sentinel: Start, tmp_path: Path
     )
     pid = daemon.status("w_1")["pid"]
     assert (tmp_path / "env-1").read_text() == f"w_1 pool {pid}"
+    text = daemon.cli("status", "w_1").stdout
+    assert "[healthy, ready; liveness: warning: DISK WARNING - 91% used" in text, text
 
 
 def test_monitoring_plugins_as_exec_probes(

@@ -55,12 +55,21 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     for included in _included_files(path, document.get("include"), problems):
         _merge_include(document, included, _read(included, env, problems), origin, problems)
     try:
-        parsed = ConfigFile.model_validate(document)
+        parsed = ConfigFile.model_validate(_as_first_instances(document))
     except ValidationError as exc:
         problems.extend(_problems_from(exc, path, origin))
     if problems:
         raise ConfigError(problems)
-    return _resolve(path, parsed, origin)
+    return _resolve(path, parsed, document.get("programs", {}), origin)
+
+
+def _as_first_instances(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with each program as its first instance ({instance} = 0): a setting that
+    is only valid once expanded (a TCP port of "800{instance}") validates as it will run."""
+    programs = document.get("programs")
+    if not isinstance(programs, dict):
+        return document
+    return {**document, "programs": {k: expand_instance(v, 0) for k, v in programs.items()}}
 
 
 def _read(
@@ -191,7 +200,9 @@ def _describe(error: Any) -> str:
     return f"expected {message.removeprefix('input should be ')}, got {error['input']!r}"
 
 
-def _resolve(path: Path, parsed: ConfigFile, origin: dict[str, Path]) -> Config:
+def _resolve(
+    path: Path, parsed: ConfigFile, raw_programs: dict[str, Any], origin: dict[str, Path]
+) -> Config:
     base = path.parent
     log_dir = base / parsed.sentinel.log_dir
     processes: list[ProcessSpec] = []
@@ -199,7 +210,17 @@ def _resolve(path: Path, parsed: ConfigFile, origin: dict[str, Path]) -> Config:
     for program_name, program in parsed.programs.items():
         for instance in range(program.instances):
             name = program_name if program.instances == 1 else f"{program_name}_{instance}"
-            settings = Program.model_validate(expand_instance(program.model_dump(), instance))
+            try:
+                settings = Program.model_validate(
+                    expand_instance(raw_programs[program_name], instance)
+                )
+            except ValidationError as exc:  # valid as instance 0, not as this one
+                file = str(origin.get(program_name, path))
+                for error in exc.errors():
+                    loc = ["programs", program_name, *(str(part) for part in error["loc"])]
+                    message = f"{_describe(error)} (instance {instance})"
+                    problems.append(ConfigProblem(file, _key_path(loc), message))
+                break
             if settings.directory is not None:
                 settings = settings.model_copy(update={"directory": str(base / settings.directory)})
             processes.append(

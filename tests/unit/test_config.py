@@ -202,3 +202,23 @@ def test_probe_settings_expand_instance(tmp_path: Path) -> None:
         and probes[0].http
         and probes[0].http.expect_status == ((200, 200), (204, 204), (300, 399))
     )
+
+
+def test_a_tcp_port_may_hold_instance(tmp_path: Path) -> None:
+    """A number that is a template ("800{instance}") validates per instance, as it will run."""
+    path = write(
+        tmp_path / "s.toml",
+        '[programs.w]\ncommand = "x"\ninstances = 2\n'
+        '[programs.w.liveness]\ntcp = { port = "800{instance}" }\n',
+    )
+    probes = [p.settings.liveness for p in load(path).processes]
+    assert [p.tcp.port for p in probes if p and p.tcp] == [8000, 8001]
+    path.write_text(
+        path.read_text()
+        .replace('"800{instance}"', '"6553{instance}"')
+        .replace("instances = 2", "instances = 7")
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert f"{path}: programs.w.liveness.tcp.port: expected" in str(info.value)
+    assert "(instance 6)" in str(info.value)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email.header
+import email.message
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -41,6 +44,19 @@ def crashes_then_stays_up(counter: Path, crashes: int) -> str:
     )
 
 
+def subject(mail: email.message.Message) -> str:
+    """A mail's Subject as text: decoded, unfolded, spaces as in the title apprise sent."""
+    decoded = str(email.header.make_header(email.header.decode_header(mail["Subject"])))
+    return " ".join(decoded.split())
+
+
+def same_by_mail(smtp: SmtpReceiver, titles: list[str]) -> None:
+    """The SMTP server got one mail per webhook message, with the same titles."""
+    subjects = sorted(subject(smtp.next()) for _ in titles)
+    assert subjects == sorted(" ".join(t.split()) for t in titles)
+    assert smtp.mails.empty()
+
+
 def metric(daemon: SentinelProcess, line_start: str) -> float:
     body = daemon.api("GET", "/metrics").text
     (value,) = [line.rsplit(" ", 1)[1] for line in body.splitlines() if line.startswith(line_start)]
@@ -74,12 +90,12 @@ def test_crash_restart_reaches_webhook_and_mail(
 
 
 def test_liveness_restart_and_fatal_messages(
-    sentinel: Start, webhook: WebhookReceiver, closed_port: int
+    sentinel: Start, webhook: WebhookReceiver, smtp: SmtpReceiver, closed_port: int
 ) -> None:
-    """A liveness restart says what failed; FATAL is a failure message."""
+    """A liveness restart says what failed; FATAL is a failure message; both by mail too."""
     daemon = sentinel(f"""
         [notify]
-        urls = ["{webhook.url()}"]
+        urls = ["{webhook.url()}", "{smtp.url()}"]
         batch = "100ms"
         events = ["restart", "fatal", "unhealthy"]
         [programs.hung]
@@ -108,15 +124,17 @@ def test_liveness_restart_and_fatal_messages(
         in digest["title"]
     )
     assert digest["type"] == "failure" and "exit code: -15" in digest["message"]
+    same_by_mail(smtp, [m["title"] for m in messages])
 
 
 def test_crash_loop_pages_once_then_recovers(
-    sentinel: Start, webhook: WebhookReceiver, tmp_path: Path
+    sentinel: Start, webhook: WebhookReceiver, smtp: SmtpReceiver, tmp_path: Path
 ) -> None:
-    """A crash loop yields one restart message, one flapping message and then one recovered."""
+    """A crash loop yields one restart message, one flapping message and then one recovered,
+    by webhook and by mail; what was held back is told."""
     daemon = sentinel(f"""
         [notify]
-        urls = ["{webhook.url()}"]
+        urls = ["{webhook.url()}", "{smtp.url()}"]
         batch = "100ms"
         events = ["restart", "flapping", "recovered"]
         [programs.loop]
@@ -134,8 +152,19 @@ def test_crash_loop_pages_once_then_recovers(
     flapping = next(m for m in webhook.received if "is flapping" in m["title"])
     assert flapping["type"] == "failure" and "3 restarts in 2s" in flapping["title"]
     assert next(m for m in webhook.received if "recovered" in m["title"])["type"] == "success"
+    told = re.findall(
+        r"\((\d+) restart alerts for loop were suppressed since",
+        "".join(m["message"] for m in webhook.received),
+    )
+    assert sum(int(n) for n in told) == 5
     assert metric(daemon, 'sentinel_notifications_total{result="suppressed"}') == 5
-    assert metric(daemon, 'sentinel_notifications_total{result="sent"}') == 3
+    daemon.wait_event(
+        lambda e: (
+            e["event"] == "notification" and "recovered" in e["title"] and "mailto" in e["target"]
+        )
+    )
+    assert metric(daemon, 'sentinel_notifications_total{result="sent"}') == 6
+    same_by_mail(smtp, [m["title"] for m in webhook.received])
 
 
 def test_cooldown_summarises_what_it_suppressed(sentinel: Start, webhook: WebhookReceiver) -> None:

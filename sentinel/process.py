@@ -189,6 +189,7 @@ class ProcessDriver:
             case SendSignal(signal=sig):
                 self._signal_group(sig)
             case Kill():
+                log.warning("%s: %s: SIGKILL", self.name, self.machine.detail)
                 self._signal_group(signal.SIGKILL)
             case SetTimer(kind=kind, delay=delay):
                 self._cancel_timer(kind)

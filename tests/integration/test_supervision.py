@@ -103,6 +103,9 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(sentinel: Start) ->
         stop_timeout = "500ms"
     """)
     daemon.wait_event(state_is("stubborn", "RUNNING"))
+    wait_until(  # SIGTERM is ignored from here on
+        lambda: "ready" in daemon.cli("tail", "stubborn").stdout, what="the child to be ready"
+    )
     began = time.monotonic()
     result = daemon.cli("stop", "stubborn")
     took = time.monotonic() - began
@@ -110,6 +113,7 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(sentinel: Start) ->
     assert 0.5 <= took < 3.0
     status = daemon.status("stubborn")
     assert (status["state"], status["exit_code"]) == ("STOPPED", -signal.SIGKILL)
+    assert "stubborn: still running 0.5s after the stop signal: SIGKILL" in daemon.log()
 
 
 def test_grandchildren_are_left_behind_by_nothing(sentinel: Start, tmp_path: Path) -> None:

@@ -651,7 +651,9 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = "10s"
         start_retries = 1000
         backoff = {{ initial = "100ms", max = "200ms" }}
-        notify = false
+        # never flapping, so that its restart alerts keep failing (a flapping program's
+        # restarts are not sent)
+        flapping = {{ restarts = 1000000, window = "1s" }}
     """
     daemon = sentinel(config)
     target = http_address(daemon)

@@ -275,7 +275,7 @@ class ProcessDriver:
             escaped = [
                 p for p in self._reaper.orphans() if environment_of(p).get(_ENV_KEY) == marker
             ]
-            if _group_alive(popen.pid) or escaped:
+            if _alive(popen.pid, group=True) or escaped:
                 log.info("%s: stopping what pid %d left behind", self.name, popen.pid)
                 settings = self.spec.settings
                 self._leftovers = _Leftovers(
@@ -357,7 +357,7 @@ class _Leftovers:
         self._unsubscribe = lambda: None
 
     def _alive(self) -> bool:
-        return _group_alive(self._pgid) or any(_pid_alive(p) for p in self._escaped)
+        return _alive(self._pgid, group=True) or any(_alive(p) for p in self._escaped)
 
     def _signal(self, sig: signal.Signals) -> None:
         _signal_group(self._pgid, sig)
@@ -373,16 +373,6 @@ class _Leftovers:
         log.warning("%s: processes of pid %d survive SIGKILL; going on", self._name, self._pgid)
         self.cancel()
         self._on_gone()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:
@@ -414,9 +404,10 @@ def _signal_group(pgid: int, sig: signal.Signals, resume: bool = True) -> bool:
     return True
 
 
-def _group_alive(pgid: int) -> bool:
+def _alive(pid: int, *, group: bool = False) -> bool:
+    """Whether a process (or, with `group`, a process group) still exists."""
     try:
-        os.killpg(pgid, 0)
+        (os.killpg if group else os.kill)(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

@@ -167,7 +167,9 @@ class EventBus:
         """Deliver to every subscriber. An event published by a subscriber is delivered after
         the current one has reached everybody, so every subscriber sees events in one order."""
         if not event.timestamp:
-            event = dataclasses.replace(event, timestamp=self._clock())
+            # Stamped in place: nobody has seen the event yet, and a copy per event cost a
+            # few percent of the daemon's CPU at a thousand probe results a second.
+            object.__setattr__(event, "timestamp", self._clock())
         self._pending.append(event)
         if self._delivering:
             return event

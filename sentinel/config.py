@@ -211,8 +211,10 @@ def _resolve(
         for instance in range(program.instances):
             name = program_name if program.instances == 1 else f"{program_name}_{instance}"
             try:
-                settings = Program.model_validate(
-                    expand_instance(raw_programs[program_name], instance)
+                settings = (  # instance 0 was validated with the whole file
+                    Program.model_validate(expand_instance(raw_programs[program_name], instance))
+                    if instance
+                    else program
                 )
             except ValidationError as exc:  # valid as instance 0, not as this one
                 file = str(origin.get(program_name, path))

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import socket
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ from sentinel.notify import Notifier, ProcessContext
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.runner import ProbeRunner
-from sentinel.process import PROCESS_ENV, ProcessDriver
-from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
+from sentinel.process import ProcessDriver, escapees
+from sentinel.reaper import ChildReaper, children_of_daemon
 from sentinel.scheduling import ProbeScheduler
 from sentinel.states import RestartReason
 from sentinel.supervisor import Supervisor
@@ -71,7 +71,9 @@ class Daemon:
             self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
         )
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
-        self.metrics = SentinelCollector(self.supervisor.drivers.values, self._escaped)
+        self.metrics = SentinelCollector(
+            self.supervisor.drivers.values, lambda: escapees(self._reaper)
+        )
         self.bus.subscribe(log_event)
         self.bus.subscribe(ProbeLog())
         self.bus.subscribe(self._remember)
@@ -94,15 +96,6 @@ class Daemon:
             driver = self.supervisor.drivers.get(event.process)
             if driver is not None:
                 driver.restart(RestartReason.LIVENESS, event.detail)
-
-    def _escaped(self) -> dict[str, list[int]]:
-        """Descendants re-parented to sentinel, by the process that started them."""
-        found: dict[str, list[int]] = defaultdict(list)
-        for pid in self._reaper.orphans():
-            name = environment_of(pid).get(PROCESS_ENV.encode())
-            if name is not None:
-                found[name.decode(errors="replace")].append(pid)
-        return found
 
     def _notify_context(self, name: str) -> ProcessContext | None:
         """What an alert about a process says beyond its event: read when the alert is made."""

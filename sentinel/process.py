@@ -271,10 +271,7 @@ class ProcessDriver:
         popen, self._popen = self._popen, None
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
-            marker = self.name.encode()
-            escaped = [
-                p for p in self._reaper.orphans() if environment_of(p).get(_ENV_KEY) == marker
-            ]
+            escaped = escapees(self._reaper).get(self.name, [])
             if _alive(popen.pid, group=True) or escaped:
                 log.info("%s: stopping what pid %d left behind", self.name, popen.pid)
                 settings = self.spec.settings
@@ -315,6 +312,17 @@ class ProcessDriver:
     def _open_logs(self) -> None:
         self._stdout = _capture(self.spec.stdout_log, self.spec.settings.stdout, self._loop)
         self._stderr = _capture(self.spec.stderr_log, self.spec.settings.stderr, self._loop)
+
+
+def escapees(reaper: ChildReaper) -> dict[str, list[int]]:
+    """Descendants re-parented to sentinel (their parent exited), by the process that started
+    them: its name is in their SENTINEL_PROCESS_NAME."""
+    found: dict[str, list[int]] = {}
+    for pid in reaper.orphans():
+        name = environment_of(pid).get(_ENV_KEY)
+        if name is not None:
+            found.setdefault(name.decode(errors="replace"), []).append(pid)
+    return found
 
 
 class _Leftovers:
@@ -362,7 +370,7 @@ class _Leftovers:
     def _signal(self, sig: signal.Signals) -> None:
         _signal_group(self._pgid, sig)
         for pid in self._escaped:
-            _pid_signaller(pid)(sig)
+            _signal_pid(pid, sig)
 
     def _check(self) -> None:
         if not self._alive():
@@ -415,16 +423,14 @@ def _alive(pid: int, *, group: bool = False) -> bool:
     return True
 
 
-def _pid_signaller(pid: int) -> Callable[[signal.Signals], None]:
-    def send(sig: signal.Signals) -> None:
-        try:
-            os.kill(pid, sig)
-            if sig is not signal.SIGKILL:
-                os.kill(pid, signal.SIGCONT)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    return send
+def _signal_pid(pid: int, sig: signal.Signals) -> None:
+    """Signal one process, with SIGCONT after anything but SIGKILL; gone is fine."""
+    try:
+        os.kill(pid, sig)
+        if sig is not signal.SIGKILL:
+            os.kill(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 _OWN_OOM_SCORE_ADJ = Path("/proc/self/oom_score_adj")

@@ -74,7 +74,7 @@ class _Exchange(asyncio.Protocol):
         self._reason = ""
         self._body = bytearray()
         self._framing = ""  # "length", "chunked" or "close", once the head is in
-        self._remaining = 0  # "length", "chunked": body bytes still to come
+        self._remaining = 0  # "length": body bytes still to come
         self._chunk_left: int | None = None  # "chunked": None while a size line is due
         self._chunks = 0
         self.transport: asyncio.Transport | None = None
@@ -121,9 +121,11 @@ class _Exchange(asyncio.Protocol):
             self._head(head)
         if self._framing == "chunked":
             self._chunked()
+        elif self._framing == "close":
+            self._take(len(self._buffer))
         else:
-            self._take(len(self._buffer) if self._framing == "close" else self._remaining)
-            if self._framing == "length" and self._remaining == 0:
+            self._remaining -= self._take(self._remaining)
+            if self._remaining == 0:
                 self._finish()
 
     def _head(self, head: bytes) -> None:
@@ -162,16 +164,17 @@ class _Exchange(asyncio.Protocol):
         else:
             self._framing = "close"  # the body ends when the server closes
 
-    def _take(self, count: int) -> None:
-        """Move up to `count` buffered bytes into the body (keeping MAX_BODY at most)."""
+    def _take(self, count: int) -> int:
+        """Move up to `count` buffered bytes into the body (keeping MAX_BODY at most); how
+        many left the buffer."""
         count = min(count, len(self._buffer))
         room = MAX_BODY - len(self._body)
         if room > 0:
             self._body += self._buffer[: min(count, room)]
         del self._buffer[:count]
-        self._remaining -= count
         if len(self._body) >= MAX_BODY:
             self._finish()  # the rest would not be looked at
+        return count
 
     def _chunked(self) -> None:
         while not self._done.done():
@@ -196,9 +199,9 @@ class _Exchange(asyncio.Protocol):
                     return
             if not self._buffer:
                 return
-            self._remaining = self._chunk_left
-            self._take(self._chunk_left)
-            self._chunk_left = self._remaining or None
+            self._chunk_left -= self._take(self._chunk_left)
+            if self._chunk_left == 0:
+                self._chunk_left = None  # the next size line is due
 
     def _finish(self) -> None:
         if not self._done.done():

@@ -20,6 +20,8 @@ import httpx
 from sentinel import __version__
 from sentinel.config import find_config, load
 from sentinel.errors import ConfigError, ControlError
+from sentinel.snapshot import ProcessSnapshot
+from sentinel.states import ProcessState
 
 EXIT_OK, EXIT_NOT_IN_STATE, EXIT_USAGE = 0, 1, 2
 
@@ -139,12 +141,12 @@ def _status(args: argparse.Namespace) -> int:
         if args.names:
             processes = [p for n in args.names for p in _selected(client, n)]
         else:
-            processes = _request(client, "GET", "/api/v1/programs").json()
+            processes = _snapshots(_request(client, "GET", "/api/v1/programs").json())
     if args.json:
-        print(json.dumps(processes, indent=2))
+        print(json.dumps([p.to_dict() for p in processes], indent=2))
     else:
-        _print_table([(p["name"], p["state"], _describe(p)) for p in processes])
-    not_running = [p for p in processes if p["state"] != "RUNNING"]
+        _print_table([(p.name, p.state.name, _describe(p)) for p in processes])
+    not_running = [p for p in processes if p.state is not ProcessState.RUNNING]
     return EXIT_NOT_IN_STATE if args.names and not_running else EXIT_OK
 
 
@@ -155,10 +157,10 @@ def _control(args: argparse.Namespace) -> int:
         for name in args.names:
             path = _command_path(name, verb) + ("?wait=false" if args.no_wait else "")
             answer = _request(client, "POST", path).json()
-            for process in answer["processes"]:
-                ok = answer["results"][process["name"]]
+            for process in _snapshots(answer["processes"]):
+                ok = answer["results"][process.name]
                 failed |= not ok
-                print(f"{process['name']}: {_outcome(verb, ok, args.no_wait, process)}")
+                print(f"{process.name}: {_outcome(verb, ok, args.no_wait, process)}")
     return EXIT_NOT_IN_STATE if failed else EXIT_OK
 
 
@@ -269,15 +271,16 @@ def _where(client: httpx.Client) -> str:
     return str(getattr(pool, "_uds", None) or client.base_url)
 
 
-def _selected(client: httpx.Client, name: str) -> list[dict[str, Any]]:
+def _selected(client: httpx.Client, name: str) -> list[ProcessSnapshot]:
     """The processes NAME, GROUP:NAME, GROUP:* or all select, as the API describes them."""
     group, sep, process = name.partition(":")
     if name != "all" and not (sep and process == "*"):
-        return [_request(client, "GET", f"/api/v1/programs/{process if sep else name}").json()]
-    everything: list[dict[str, Any]] = _request(client, "GET", "/api/v1/programs").json()
+        path = f"/api/v1/programs/{process if sep else name}"
+        return _snapshots([_request(client, "GET", path).json()])
+    everything = _snapshots(_request(client, "GET", "/api/v1/programs").json())
     if name == "all":
         return everything
-    chosen = [p for p in everything if p["group"] == group]
+    chosen = [p for p in everything if p.group == group]
     if not chosen:
         raise ControlError(f"no such group: {group}")
     return chosen
@@ -292,37 +295,37 @@ def _command_path(name: str, verb: str) -> str:
     return f"/api/v1/programs/{process if sep else name}/{verb}"
 
 
-def _outcome(verb: str, ok: bool, no_wait: bool, process: dict[str, Any]) -> str:
+def _snapshots(raw: Any) -> list[ProcessSnapshot]:
+    try:
+        return [ProcessSnapshot.from_dict(item) for item in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ControlError(f"the daemon answered something unexpected ({exc!r})") from exc
+
+
+def _outcome(verb: str, ok: bool, no_wait: bool, process: ProcessSnapshot) -> str:
     if no_wait:
         return f"{verb} requested"
     if ok:
         return {"start": "started", "stop": "stopped", "restart": "restarted"}[verb]
-    detail = process.get("detail") or "no detail"
-    return f"ERROR ({process['state']}: {detail})"
+    return f"ERROR ({process.state.name}: {process.detail or 'no detail'})"
 
 
-def _describe(process: dict[str, Any]) -> str:
+def _describe(process: ProcessSnapshot) -> str:
     text = _describe_state(process)
-    probes = process.get("probes")
-    if probes:
-        ready = "ready" if process["ready"] else "not ready"
-        last = "; ".join(  # what failed, and what passed with a (Nagios) warning
-            f"{kind}: {'warning: ' if p['ok'] else ''}{p['detail']}"
-            for kind, p in probes.items()
-            if not p["ok"] or p.get("warning")
-        )
-        text += f" [{process['health']}, {ready}{'; ' + last if last else ''}]"
+    if process.configured_probes:
+        ready = "ready" if process.ready else "not ready"
+        last = process.failing_probes  # what failed, and what passed with a (Nagios) warning
+        text += f" [{process.health.value}, {ready}{'; ' + last if last else ''}]"
     return text
 
 
-def _describe_state(process: dict[str, Any]) -> str:
-    state = process["state"]
-    if state in ("RUNNING", "STARTING", "STOPPING") and process["pid"]:
-        up = int(process["uptime_seconds"])
-        return f"pid {process['pid']}, uptime {up // 3600}:{up // 60 % 60:02d}:{up % 60:02d}"
-    if state == "BACKOFF":
-        return f"{process['detail']}; retry in {process['backoff_delay_seconds']:.3g}s"
-    return str(process.get("detail") or "")
+def _describe_state(process: ProcessSnapshot) -> str:
+    if process.pid is not None:
+        up = int(process.uptime_seconds)
+        return f"pid {process.pid}, uptime {up // 3600}:{up // 60 % 60:02d}:{up % 60:02d}"
+    if process.state is ProcessState.BACKOFF:
+        return f"{process.detail}; retry in {process.backoff_remaining_seconds:.3g}s"
+    return process.detail
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

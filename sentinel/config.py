@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sentinel.accounts import Account, lookup_user
 from sentinel.errors import ConfigError, ConfigProblem
 from sentinel.model import Config, ConfigFile, LogSpec, ProcessSpec, Program, expand_instance
 
@@ -207,6 +208,7 @@ def _resolve(
     log_dir = base / parsed.sentinel.log_dir
     processes: list[ProcessSpec] = []
     problems: list[ConfigProblem] = []
+    users: dict[str, Account] = {}  # looked up once per name, however many instances use it
     for program_name, program in parsed.programs.items():
         for instance in range(program.instances):
             name = program_name if program.instances == 1 else f"{program_name}_{instance}"
@@ -223,6 +225,13 @@ def _resolve(
                     message = f"{_describe(error)} (instance {instance})"
                     problems.append(ConfigProblem(file, _key_path(loc), message))
                 break
+            if settings.user is not None and settings.user not in users:
+                try:
+                    users[settings.user] = lookup_user(settings.user)
+                except ValueError as exc:
+                    file = str(origin.get(program_name, path))
+                    problems.append(ConfigProblem(file, f"programs.{program_name}.user", str(exc)))
+                    break
             if settings.directory is not None:
                 settings = settings.model_copy(update={"directory": str(base / settings.directory)})
             processes.append(

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sentinel import __version__, notify
 from sentinel.api.app import create_app
 from sentinel.api.serve import ControlServer
+from sentinel.bus import EventBus
 from sentinel.config import find_config, load
 from sentinel.errors import ConfigError
 from sentinel.events import (
     BackoffStarted,
     ConfigReloaded,
     Event,
-    EventBus,
     Fatal,
     Healthy,
     ProbeResultEvent,
@@ -62,18 +63,17 @@ class Daemon:
         self._shutdown_requested = asyncio.Event()
         self.http_address: str | None = None  # [control].http as bound (port 0 -> the real port)
         self._reaper = ChildReaper()
-        self.supervisor = Supervisor(config, self.bus, self._reaper)
-        self._reload_lock = asyncio.Lock()
-        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
         self._http_prober = HttpProber()
         self._scheduler = ProbeScheduler()
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
         )
+        self.supervisor = Supervisor(config, self.bus, self._reaper, health=self.probes.health)
+        self.processes = self.supervisor  # what the API commands and reads
+        self._reload_lock = asyncio.Lock()
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
-        self.metrics = SentinelCollector(
-            self.supervisor.drivers.values, lambda: escapees(self._reaper)
-        )
+        self.metrics = SentinelCollector(self.supervisor.snapshots, self._escapees_finder)
         self.bus.subscribe(log_event)
         self.bus.subscribe(ProbeLog())
         self.bus.subscribe(self._remember)
@@ -85,6 +85,11 @@ class Daemon:
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
         return driver.spec if driver is not None else None
+
+    def _escapees_finder(self) -> Callable[[], dict[str, list[int]]]:
+        """For a scrape: a function that finds escaped descendants off the loop, from a copy
+        of what is watched now."""
+        return functools.partial(escapees, frozenset(self._reaper.watched))
 
     def _remember(self, event: Event) -> None:
         if not isinstance(event, ProbeResultEvent):  # a probe a second would drown the rest
@@ -98,26 +103,18 @@ class Daemon:
                 driver.restart(RestartReason.LIVENESS, event.detail)
 
     def _notify_context(self, name: str) -> ProcessContext | None:
-        """What an alert about a process says beyond its event: read when the alert is made."""
+        """What an alert about a process says beyond its event: taken when the alert is made
+        (the log's tail is read later, off the bus, by the notifier's worker)."""
         driver = self.supervisor.drivers.get(name)
         if driver is None:
             return None
-        settings, machine = driver.spec.settings, driver.machine
-        probes = self.probes.status(name).get("probes", {})
-        failing = "; ".join(f"{kind}: {p['detail']}" for kind, p in probes.items() if not p["ok"])
+        settings = driver.spec.settings
         return ProcessContext(
             tags=tuple(settings.notify_tags),
             enabled=settings.notify,
-            state=machine.state.name,
-            restarts=machine.restarts,
-            exit_code=machine.last_exit_code,
-            probe_detail=failing,
-            log_tail=_log_tail(driver),
+            snapshot=driver.snapshot(self.probes.health(name)),
+            read_tail=_tail_reader(driver),
         )
-
-    def process_status(self, driver: ProcessDriver) -> dict[str, Any]:
-        """What `sentinel status` shows: the driver's state plus health and readiness."""
-        return {**driver.status(), **self.probes.status(driver.name)}
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -232,15 +229,19 @@ def _kill_leftovers() -> None:
                 os.waitpid(pid, 0)
 
 
-def _log_tail(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> str:
-    """The last lines a process wrote (stderr if it has any, else stdout), for alerts."""
-    for stream in ("stderr", "stdout"):
-        capture = driver.log(stream)
-        if capture is not None:
+def _tail_reader(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> Callable[[], str]:
+    """A function that reads the last lines a process wrote (stderr if it has any, else
+    stdout), for alerts; it reads files only, so it can run off the loop."""
+    captures = [c for c in (driver.log("stderr"), driver.log("stdout")) if c is not None]
+
+    def read() -> str:
+        for capture in captures:
             data, _ = capture.read(-size, 0)
             if data.strip():
                 return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
-    return ""
+        return ""
+
+    return read
 
 
 class ProbeLog:

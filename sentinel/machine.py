@@ -1,11 +1,20 @@
 """The pure process state machine: (state, input, now) -> (state, actions).
 
 It never reads a clock or touches the OS. The process driver feeds it inputs (a user's
-command, a spawn result, an exit, a timer) with the monotonic time, and carries out the
-actions it returns: spawn, signal, set or cancel a timer, publish an event.
+command, a spawn result, the main process's exit, the end of what it left behind, a timer)
+with the monotonic time, and carries out the actions it returns: spawn, signal, set or cancel
+a timer, publish an event.
 
-Transitions are the table `_TRANSITIONS`; an input that the current state does not accept
-raises `IllegalTransition` (a bug in the driver, never a user error).
+The machine owns the whole life of a process, including the part after its main process has
+gone: when the main process exits while members of its process group (or descendants that
+escaped it) still run, the process is STOPPING until they are gone, with the same stop signal
+and the same one `stop_timeout` KILL timer as a stop, and only then is the restart decided.
+Nothing of the old process runs when the new one spawns.
+
+Transitions are the table `TRANSITIONS` at the end: for each state, the inputs it accepts,
+the handler, and the states the handler may move to. An input a state does not accept, or a
+move the table does not list, raises `IllegalTransition` (a bug in the driver, never a user
+error).
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import enum
 import random
 import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +35,10 @@ from sentinel.model import Program
 from sentinel.states import ProcessState, RestartReason
 
 S = ProcessState
+
+# A process whose leftovers outlive SIGKILL (stuck in the kernel) is given up on this long
+# after the SIGKILL, so that it is not STOPPING for ever.
+KILL_GRACE = 5.0
 
 # --- inputs ---------------------------------------------------------------------------------
 
@@ -60,13 +73,22 @@ class SpawnFailed:
 
 @dataclass(frozen=True)
 class Exited:
+    """The main process exited (and was reaped)."""
+
     code: int  # the exit status; negative: killed by that signal
+    leftovers: bool = False  # members of its group, or escaped descendants, still run
+
+
+@dataclass(frozen=True)
+class GroupGone:
+    """The last of what the main process left behind has gone."""
 
 
 class TimerKind(enum.Enum):
     STARTED = "started"  # start_seconds have passed in STARTING
     BACKOFF = "backoff"  # the backoff delay is over
     KILL = "kill"  # stop_timeout has passed in STOPPING
+    ABANDON = "abandon"  # KILL_GRACE has passed since the SIGKILL, and leftovers survive it
     FLAPPING = "flapping"  # a flapping window has passed since the last automatic restart
 
 
@@ -75,7 +97,7 @@ class TimerFired:
     kind: TimerKind
 
 
-Input = Start | Stop | RestartRequest | Spawned | SpawnFailed | Exited | TimerFired
+Input = Start | Stop | RestartRequest | Spawned | SpawnFailed | Exited | GroupGone | TimerFired
 
 # --- actions --------------------------------------------------------------------------------
 
@@ -87,12 +109,16 @@ class Spawn:
 
 @dataclass(frozen=True)
 class SendSignal:
-    signal: signal.Signals  # to the whole process group, followed by SIGCONT
+    """The stop signal (followed by SIGCONT): to the process group when `group`, and once to
+    each descendant that escaped it."""
+
+    signal: signal.Signals
+    group: bool = True
 
 
 @dataclass(frozen=True)
 class Kill:
-    pass  # SIGKILL to the whole process group
+    pass  # SIGKILL to the whole process group and every escaped descendant
 
 
 @dataclass(frozen=True)
@@ -112,6 +138,15 @@ class Publish:
 
 
 Action = Spawn | SendSignal | Kill | SetTimer | CancelTimer | Publish
+
+
+@dataclass(frozen=True)
+class _Crashed:
+    """In STOPPING: the main process exited on its own from `origin`; what it left behind is
+    being stopped, and then the exit is judged as if it had happened now."""
+
+    origin: ProcessState  # STARTING or RUNNING
+    code: int
 
 
 def describe_exit(code: int) -> str:
@@ -134,7 +169,7 @@ class ProcessMachine:
         self.settings = settings  # replaced by the driver on reload; read at each decision
         self._rng = rng
         self.state = S.STOPPED
-        self.pid: int | None = None
+        self.pid: int | None = None  # the main process, while it has not been reaped
         self.restarts = 0  # restarts that happened, over the life of this process
         self.attempt = 0  # consecutive automatic restarts: drives the backoff delay
         self.failed_starts = 0  # consecutive exits during STARTING
@@ -142,23 +177,29 @@ class ProcessMachine:
         self.spawned_at: float | None = None  # monotonic time of the current spawn
         self.running_since: float | None = None
         self.backoff_delay = 0.0  # the delay now pending in BACKOFF, 0 otherwise
+        self.backoff_until: float | None = None  # monotonic time the pending delay ends
         self.flapping = False
         self._restart_times: deque[float] = deque()  # automatic restarts within the window
         self.detail = ""  # the last thing worth telling a user: a spawn error, how it exited
-        self._pending: RestartRequest | None = None  # what to do once STOPPING ends
+        self._pending: RestartRequest | _Crashed | None = None  # what to do once stopped
         self._actions: list[Action] = []
+        self._may_enter: frozenset[ProcessState] = frozenset()
+
+    @property
+    def draining(self) -> bool:
+        """STOPPING because the main process exited on its own, not because it was asked to."""
+        return isinstance(self._pending, _Crashed)
 
     def step(self, event: Input, now: float) -> list[Action]:
         """Apply one input at monotonic time `now`; return what the driver must do."""
+        key = event.kind if isinstance(event, TimerFired) else type(event)
+        entry = TRANSITIONS.get(self.state, {}).get(key)
+        if entry is None:
+            what = key.name if isinstance(key, TimerKind) else key.__name__
+            raise IllegalTransition(f"{self.name}: {what} in state {self.state.name}")
+        handler, self._may_enter = entry
         self._actions = []
-        if isinstance(event, TimerFired) and event.kind is TimerKind.FLAPPING:
-            self._flapping_over()  # in any state: it is about past restarts, not this run
-        else:
-            handler = _TRANSITIONS.get((self.state, type(event)))
-            if handler is None:
-                name = type(event).__name__
-                raise IllegalTransition(f"{self.name}: {name} in state {self.state.name}")
-            handler(self, event, now)
+        handler(self, event, now)
         actions, self._actions = self._actions, []
         return actions
 
@@ -168,6 +209,8 @@ class ProcessMachine:
         self._actions.extend(actions)
 
     def _enter(self, new: ProcessState, reason: str, exit_code: int | None = None) -> None:
+        if new not in self._may_enter:
+            raise IllegalTransition(f"{self.name}: {self.state.name} -> {new.name} is not listed")
         old, self.state = self.state, new
         self._do(
             Publish(
@@ -202,7 +245,8 @@ class ProcessMachine:
                     )
                 )
             )
-        self.pid, self.spawned_at, self.running_since, self.backoff_delay = None, now, None, 0.0
+        self.pid, self.spawned_at, self.running_since = None, now, None
+        self.backoff_delay, self.backoff_until = 0.0, None
         self._pending = restart
         why = "start requested"
         if restart is not None:
@@ -212,14 +256,17 @@ class ProcessMachine:
         self._enter(S.STARTING, why, exit_code)
         self._do(Spawn())
 
-    def _retry(self, now: float, restart: RestartRequest, exit_code: int | None) -> None:
-        """Restart through the backoff: at once if the delay is zero, else via BACKOFF."""
+    def _retry(
+        self, now: float, restart: RestartRequest, exit_code: int | None, *, ran: bool
+    ) -> None:
+        """Restart through the backoff: at once if the delay is zero, else via BACKOFF.
+        `ran`: the process had reached RUNNING (a crash or a hang, not a failed start)."""
         self.attempt += 1
-        delay = backoff_delay(self.settings.backoff, self.attempt, self._rng())
+        delay = backoff_delay(self.settings.backoff, self.attempt, self._rng(), ran=ran)
         if delay <= 0:
             self._spawn(now, restart, exit_code)
             return
-        self.backoff_delay, self._pending = delay, restart
+        self.backoff_delay, self.backoff_until, self._pending = delay, now + delay, restart
         why = f"{restart.detail}; restart in {delay:.3g}s (attempt {self.attempt})"
         self._enter(S.BACKOFF, why, exit_code)
         self._do(
@@ -257,25 +304,177 @@ class ProcessMachine:
         )
         if not stop:
             return False
-        # -> FATAL instead of restarting again
-        self.backoff_delay, self._pending = 0.0, None
         detail = f"flapping: {len(self._restart_times)} restarts in {policy.window:g}s"
-        self.detail = detail
-        self._enter(S.FATAL, detail, self.last_exit_code)
-        self._do(
-            Publish(
-                Fatal(
-                    process=self.name,
-                    group=self.group,
-                    detail=detail,
-                    exit_code=self.last_exit_code,
-                )
-            )
-        )
+        self._give_up(detail, self.last_exit_code)
         return True
 
-    def _flapping_over(self) -> None:
-        """A whole window passed without an automatic restart."""
+    def _give_up(self, detail: str, code: int | None) -> None:
+        # -> FATAL
+        self.backoff_delay, self.backoff_until, self._pending = 0.0, None, None
+        self.detail = detail
+        self._enter(S.FATAL, detail, code)
+        self._do(Publish(Fatal(process=self.name, group=self.group, detail=detail, exit_code=code)))
+
+    def _begin_stop(self, reason: str, *, group: bool = True) -> None:
+        # STARTING/RUNNING -> STOPPING
+        self._do(
+            CancelTimer(TimerKind.STARTED),
+            SendSignal(self.settings.stop_signal, group),
+            SetTimer(TimerKind.KILL, self.settings.stop_timeout),
+        )
+        self._enter(S.STOPPING, reason)
+
+    def _should_restart(self, code: int) -> bool:
+        policy = self.settings.autorestart
+        if policy == "always":
+            return True
+        if policy == "never":
+            return False
+        return code < 0 or code not in self.settings.exit_codes
+
+    def _reset_backoff_if_it_ran(self, now: float) -> None:
+        """A process that ran reset_after before it failed starts a new series of restarts
+        (for a liveness failure: it was healthy until its last failure_threshold probes)."""
+        if self.running_since is not None and now - self.running_since >= (
+            self.settings.backoff.reset_after
+        ):
+            self.attempt = 0
+
+    def _record_exit(self, event: Exited) -> None:
+        self.pid = None  # reaped: its number may belong to somebody else from now on
+        self.last_exit_code, self.detail = event.code, describe_exit(event.code)
+
+    # --- transitions ------------------------------------------------------------------------
+
+    def _start(self, _: Start | RestartRequest, now: float) -> None:
+        # STOPPED/EXITED/FATAL/BACKOFF -> STARTING: nothing runs, so a restart is a start
+        if self.state is S.BACKOFF:
+            self._do(CancelTimer(TimerKind.BACKOFF))
+        self.attempt = self.failed_starts = 0
+        self._spawn(now, None)
+
+    def _ignore(self, _: Input, now: float) -> None:
+        """The input asks for what is already so (start a RUNNING process, stop a STOPPED one)."""
+
+    def _stop(self, _: Stop, now: float) -> None:
+        if self.state is S.BACKOFF:
+            # BACKOFF -> STOPPED
+            self._do(CancelTimer(TimerKind.BACKOFF))
+            self.backoff_delay, self.backoff_until, self._pending = 0.0, None, None
+            self._enter(S.STOPPED, "stop requested")
+        elif self.state is S.STOPPING:
+            self._pending = None  # a stop wins over a restart (or a crash's verdict) pending
+        else:
+            self._pending = None
+            self._begin_stop("stop requested")
+
+    def _restart(self, request: RestartRequest, now: float) -> None:
+        if self.state is S.STOPPING:
+            self._pending = request  # done once the process is gone
+        else:
+            # STARTING/RUNNING -> STOPPING
+            self._begin_stop(f"{request.reason.value} restart: stopping")
+            self._pending = request
+
+    def _spawned(self, event: Spawned, now: float) -> None:
+        self.pid = event.pid
+        if self.settings.start_seconds <= 0:
+            self._became_running(now)
+        else:
+            self._do(SetTimer(TimerKind.STARTED, self.settings.start_seconds))
+
+    def _became_running(self, now: float) -> None:
+        # STARTING -> RUNNING
+        self.running_since, self.failed_starts, self._pending = now, 0, None
+        self._enter(S.RUNNING, f"up for {self.settings.start_seconds:g}s")
+
+    def _started(self, _: TimerFired, now: float) -> None:
+        self._became_running(now)
+
+    def _spawn_failed(self, event: SpawnFailed, now: float) -> None:
+        self.detail = f"spawn error: {event.error}"
+        self._failed_start(now, None)
+
+    def _exited(self, event: Exited, now: float) -> None:
+        """The main process exited on its own (STARTING, RUNNING) or as asked (STOPPING)."""
+        self._record_exit(event)
+        if self.state is S.STOPPING:
+            if event.leftovers:
+                # What escaped the group only shows once the main process is gone.
+                self._do(SendSignal(self.settings.stop_signal, group=False))
+            else:
+                self._stopped(now)
+        elif event.leftovers:
+            # STARTING/RUNNING -> STOPPING: the exit counts once what it left is gone
+            self._pending = _Crashed(self.state, event.code)
+            self._begin_stop(f"{self.detail}; stopping what it left behind")
+        else:
+            self._judge_exit(self.state, event.code, now)
+
+    def _group_gone(self, _: GroupGone, now: float) -> None:
+        if self.pid is None:  # else the main process still runs: its exit ends the stop
+            self._stopped(now)
+
+    def _stopped(self, now: float) -> None:
+        """Everything of the process is gone: STOPPING ends in what was pending."""
+        self._do(CancelTimer(TimerKind.KILL), CancelTimer(TimerKind.ABANDON))
+        pending, self._pending = self._pending, None
+        code = self.last_exit_code
+        if isinstance(pending, _Crashed):
+            self._judge_exit(pending.origin, pending.code, now)
+        elif pending is None:
+            # STOPPING -> STOPPED
+            self._enter(S.STOPPED, self.detail, code)
+        elif pending.reason is RestartReason.LIVENESS:
+            # STOPPING -> BACKOFF (or STARTING at once)
+            self.detail = f"{pending.detail} ({self.detail})"  # why, not only how it ended
+            self._reset_backoff_if_it_ran(now)
+            self._retry(now, pending, code, ran=True)
+        else:
+            # STOPPING -> STARTING
+            self._spawn(now, pending, code)
+
+    def _judge_exit(self, origin: ProcessState, code: int, now: float) -> None:
+        """An exit on its own from `origin`: a failed start, a restart, or EXITED."""
+        if origin is S.STARTING:
+            self._failed_start(now, code)
+        elif self._should_restart(code):
+            # RUNNING -> BACKOFF (or STARTING at once)
+            self._reset_backoff_if_it_ran(now)
+            self._retry(now, RestartRequest(RestartReason.EXITED, self.detail), code, ran=True)
+        else:
+            # RUNNING -> EXITED
+            self._enter(S.EXITED, self.detail, code)
+
+    def _failed_start(self, now: float, code: int | None) -> None:
+        # STARTING -> BACKOFF, or -> FATAL once start_retries are used up
+        self._do(CancelTimer(TimerKind.STARTED))
+        self.failed_starts += 1
+        if self.failed_starts > self.settings.start_retries:
+            self._give_up(f"{self.detail} ({self.failed_starts} failed starts in a row)", code)
+            return
+        reason = self._pending.reason if isinstance(self._pending, RestartRequest) else None
+        request = RestartRequest(reason or RestartReason.EXITED, f"failed start: {self.detail}")
+        self._retry(now, request, code, ran=False)
+
+    def _backoff_over(self, _: TimerFired, now: float) -> None:
+        # BACKOFF -> STARTING
+        pending = self._pending
+        self._spawn(now, pending if isinstance(pending, RestartRequest) else None)
+
+    def _kill_timeout(self, _: TimerFired, now: float) -> None:
+        self.detail = f"still running {self.settings.stop_timeout:g}s after the stop signal"
+        self._do(Kill(), SetTimer(TimerKind.ABANDON, KILL_GRACE))
+
+    def _abandon(self, _: TimerFired, now: float) -> None:
+        if self.pid is not None:
+            return  # the main process itself is stuck: its exit is still to come
+        self.detail = f"left processes that survive SIGKILL for {KILL_GRACE:g}s"
+        self._stopped(now)
+
+    def _flapping_over(self, _: TimerFired, now: float) -> None:
+        """A whole window passed without an automatic restart (in any state: it is about past
+        restarts, not this run)."""
         self._restart_times.clear()
         if self.flapping:
             self.flapping = False
@@ -290,149 +489,61 @@ class ProcessMachine:
                 )
             )
 
-    def _begin_stop(self, reason: str) -> None:
-        # STARTING/RUNNING -> STOPPING
-        self._do(
-            CancelTimer(TimerKind.STARTED),
-            SendSignal(self.settings.stop_signal),
-            SetTimer(TimerKind.KILL, self.settings.stop_timeout),
-        )
-        self._enter(S.STOPPING, reason)
 
-    def _should_restart(self, code: int) -> bool:
-        policy = self.settings.autorestart
-        if policy == "always":
-            return True
-        if policy == "never":
-            return False
-        return code < 0 or code not in self.settings.exit_codes
-
-    # --- transitions ------------------------------------------------------------------------
-
-    def _start(self, _: Start, now: float) -> None:
-        # STOPPED/EXITED/FATAL/BACKOFF -> STARTING
-        if self.state is S.BACKOFF:
-            self._do(CancelTimer(TimerKind.BACKOFF))
-        self.attempt = self.failed_starts = 0
-        self._spawn(now, None)
-
-    def _ignore(self, _: Input, now: float) -> None:
-        """The input asks for what is already so (start a RUNNING process, stop a STOPPED one)."""
-
-    def _stop(self, _: Stop, now: float) -> None:
-        if self.state is S.BACKOFF:
-            # BACKOFF -> STOPPED
-            self._do(CancelTimer(TimerKind.BACKOFF))
-            self.backoff_delay, self._pending = 0.0, None
-            self._enter(S.STOPPED, "stop requested")
-        elif self.state is S.STOPPING:
-            self._pending = None  # a stop wins over a restart still pending
-        else:
-            self._pending = None
-            self._begin_stop("stop requested")
-
-    def _restart(self, request: RestartRequest, now: float) -> None:
-        if self.state in (S.STARTING, S.RUNNING):
-            self._begin_stop(f"{request.reason.value} restart: stopping")
-            self._pending = request
-        elif self.state is S.STOPPING:
-            self._pending = request
-        else:
-            # STOPPED/EXITED/FATAL/BACKOFF -> STARTING: nothing runs, so this is a start
-            self._start(Start(), now)
-
-    def _spawned(self, event: Spawned, now: float) -> None:
-        self.pid = event.pid
-        if self.settings.start_seconds <= 0:
-            self._became_running(now)
-        else:
-            self._do(SetTimer(TimerKind.STARTED, self.settings.start_seconds))
-
-    def _became_running(self, now: float) -> None:
-        # STARTING -> RUNNING
-        self.running_since, self.failed_starts, self._pending = now, 0, None
-        self._enter(S.RUNNING, f"up for {self.settings.start_seconds:g}s")
-
-    def _started(self, event: TimerFired, now: float) -> None:
-        if event.kind is not TimerKind.STARTED:
-            raise IllegalTransition(f"{self.name}: {event.kind.name} timer in STARTING")
-        self._became_running(now)
-
-    def _spawn_failed(self, event: SpawnFailed, now: float) -> None:
-        self.detail = f"spawn error: {event.error}"
-        self._failed_start(now, None)
-
-    def _exited(self, event: Exited, now: float) -> None:
-        code, self.pid = event.code, None
-        self.last_exit_code, self.detail = code, describe_exit(code)
-        if self.state is S.STARTING:
-            self._failed_start(now, code)
-        elif self.state is S.RUNNING:
-            self._reset_backoff_if_it_ran(now)
-            if self._should_restart(code):
-                self._retry(now, RestartRequest(RestartReason.EXITED, self.detail), code)
-            else:
-                self._enter(S.EXITED, self.detail, code)
-        else:  # STOPPING
-            self._do(CancelTimer(TimerKind.KILL))
-            pending, self._pending = self._pending, None
-            if pending is None:
-                self._enter(S.STOPPED, self.detail, code)
-            elif pending.reason is RestartReason.LIVENESS:
-                self.detail = f"{pending.detail} ({self.detail})"  # why, not only how it ended
-                self._reset_backoff_if_it_ran(now)
-                self._retry(now, pending, code)
-            else:
-                self._spawn(now, pending, code)
-
-    def _reset_backoff_if_it_ran(self, now: float) -> None:
-        """A process that ran reset_after before it failed starts a new series of restarts
-        (for a liveness failure: it was healthy until its last failure_threshold probes)."""
-        if self.running_since is not None and now - self.running_since >= (
-            self.settings.backoff.reset_after
-        ):
-            self.attempt = 0
-
-    def _failed_start(self, now: float, code: int | None) -> None:
-        # STARTING -> BACKOFF, or -> FATAL once start_retries are used up
-        self._do(CancelTimer(TimerKind.STARTED))
-        self.failed_starts += 1
-        if self.failed_starts > self.settings.start_retries:
-            self.backoff_delay, self._pending = 0.0, None
-            detail = f"{self.detail} ({self.failed_starts} failed starts in a row)"
-            self._enter(S.FATAL, detail, code)
-            self._do(
-                Publish(Fatal(process=self.name, group=self.group, detail=detail, exit_code=code))
-            )
-            return
-        reason = self._pending.reason if self._pending else RestartReason.EXITED
-        self._retry(now, RestartRequest(reason, f"failed start: {self.detail}"), code)
-
-    def _backoff_over(self, event: TimerFired, now: float) -> None:
-        if event.kind is not TimerKind.BACKOFF:
-            raise IllegalTransition(f"{self.name}: {event.kind.name} timer in BACKOFF")
-        # BACKOFF -> STARTING
-        self._spawn(now, self._pending)
-
-    def _kill_timeout(self, event: TimerFired, now: float) -> None:
-        if event.kind is not TimerKind.KILL:
-            raise IllegalTransition(f"{self.name}: {event.kind.name} timer in STOPPING")
-        self.detail = f"still running {self.settings.stop_timeout:g}s after the stop signal"
-        self._do(Kill())
-
+# --- the table --------------------------------------------------------------------------------
 
 _Handler = Callable[[ProcessMachine, Any, float], None]  # each handler takes its own input type
-_IDLE = (S.STOPPED, S.EXITED, S.FATAL)
-_TRANSITIONS: dict[tuple[ProcessState, type], _Handler] = {
-    **{(s, Start): ProcessMachine._start for s in (*_IDLE, S.BACKOFF)},
-    **{(s, Start): ProcessMachine._ignore for s in (S.STARTING, S.RUNNING, S.STOPPING)},
-    **{(s, Stop): ProcessMachine._ignore for s in _IDLE},
-    **{(s, Stop): ProcessMachine._stop for s in (S.STARTING, S.RUNNING, S.STOPPING, S.BACKOFF)},
-    **{(s, RestartRequest): ProcessMachine._restart for s in ProcessState if s is not S.UNKNOWN},
-    (S.STARTING, Spawned): ProcessMachine._spawned,
-    (S.STARTING, SpawnFailed): ProcessMachine._spawn_failed,
-    (S.STARTING, TimerFired): ProcessMachine._started,
-    **{(s, Exited): ProcessMachine._exited for s in (S.STARTING, S.RUNNING, S.STOPPING)},
-    (S.BACKOFF, TimerFired): ProcessMachine._backoff_over,
-    (S.STOPPING, TimerFired): ProcessMachine._kill_timeout,
+_Row = Mapping[type | TimerKind, tuple[_Handler, frozenset[ProcessState]]]
+M = ProcessMachine
+_NOWHERE: frozenset[ProcessState] = frozenset()
+# Where an exit may lead once judged: a restart (at once or after a delay), EXITED, or FATAL
+# (start_retries used up, or flapping with action "stop").
+_JUDGED = frozenset({S.STARTING, S.BACKOFF, S.EXITED, S.FATAL})
+_STARTS = frozenset({S.STARTING})
+_IDLE_ROW: _Row = {
+    Start: (M._start, _STARTS),
+    RestartRequest: (M._start, _STARTS),
+    Stop: (M._ignore, _NOWHERE),
+    TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+}
+
+# state -> input (its type, or a timer's kind) -> (handler, the states it may move to).
+TRANSITIONS: Mapping[ProcessState, _Row] = {
+    S.STOPPED: _IDLE_ROW,
+    S.EXITED: _IDLE_ROW,
+    S.FATAL: _IDLE_ROW,
+    S.BACKOFF: {
+        Start: (M._start, _STARTS),
+        RestartRequest: (M._start, _STARTS),
+        Stop: (M._stop, frozenset({S.STOPPED})),
+        TimerKind.BACKOFF: (M._backoff_over, frozenset({S.STARTING, S.FATAL})),
+        TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+    },
+    S.STARTING: {
+        Start: (M._ignore, _NOWHERE),
+        Stop: (M._stop, frozenset({S.STOPPING})),
+        RestartRequest: (M._restart, frozenset({S.STOPPING})),
+        Spawned: (M._spawned, frozenset({S.RUNNING})),
+        SpawnFailed: (M._spawn_failed, _JUDGED),
+        Exited: (M._exited, _JUDGED | {S.STOPPING}),
+        TimerKind.STARTED: (M._started, frozenset({S.RUNNING})),
+        TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+    },
+    S.RUNNING: {
+        Start: (M._ignore, _NOWHERE),
+        Stop: (M._stop, frozenset({S.STOPPING})),
+        RestartRequest: (M._restart, frozenset({S.STOPPING})),
+        Exited: (M._exited, _JUDGED | {S.STOPPING}),
+        TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+    },
+    S.STOPPING: {
+        Start: (M._ignore, _NOWHERE),
+        Stop: (M._stop, _NOWHERE),
+        RestartRequest: (M._restart, _NOWHERE),
+        Exited: (M._exited, _JUDGED | {S.STOPPED}),
+        GroupGone: (M._group_gone, _JUDGED | {S.STOPPED}),
+        TimerKind.KILL: (M._kill_timeout, _NOWHERE),
+        TimerKind.ABANDON: (M._abandon, _JUDGED | {S.STOPPED}),
+        TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+    },
 }

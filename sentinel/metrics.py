@@ -1,15 +1,21 @@
-"""Prometheus metrics: a collector that reads state at scrape time, plus counters and a
-histogram fed from the event bus (the names are DESIGN.md's).
+"""Prometheus metrics: process snapshots, plus counters and a histogram fed from the event
+bus (the names are DESIGN.md's).
+
+A scrape happens in two steps. On the event loop, `sample()` takes what the loop owns: the
+process snapshots and a copy of the counters, as frozen data. Off the loop, `render(sample)`
+reads the process trees' CPU and memory from /proc and writes the exposition text. Nothing
+the loop changes is read from another thread.
 
 Every configured process has its series from start-up (zeros, not absent), and a process
 removed by a reload loses its series at the next scrape: everything is produced from the
-current set of drivers. No `_created` series are exposed.
+current set of snapshots. No `_created` series are exposed.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -17,7 +23,6 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 from sentinel import __version__
 from sentinel.events import (
@@ -28,14 +33,31 @@ from sentinel.events import (
     ProbeResultEvent,
     Restart,
 )
-from sentinel.process import ProcessDriver
 from sentinel.proctree import ProcessTable
+from sentinel.snapshot import ProcessSnapshot
 from sentinel.states import ProcessState, RestartReason
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# How prometheus-client writes a value (Go's float syntax: 1e+06, +Inf), through a typed name.
-_go_float: Callable[[float], str] = _untyped_go_float
 NOTIFICATION_RESULTS = ("sent", "failed", "suppressed")
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format
+
+
+def go_float(value: float) -> str:
+    """A value as Prometheus's text format writes it: Go's float syntax (1e+06, +Inf, NaN),
+    which is what prometheus-client writes too (a unit test holds the two equal)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(float(value))
+    dot = text.find(".")
+    # Go switches to an exponent sooner than Python (from 1e+06 where Python writes 1000000.0).
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def _escape(value: str) -> str:
@@ -102,7 +124,7 @@ PROCESS_FAMILIES = (
     UP, STATE, RESTARTS, BACKOFFS, BACKOFF_DELAY, FLAPPING, START_TIME, EXIT_CODE, CPU, RSS,
     PROBE_SUCCESS, PROBE_FAILURES, PROBE_DURATION,
 )  # fmt: skip
-_LE = (*(_go_float(b) for b in PROBE_BUCKETS), "+Inf")
+_LE = (*(go_float(b) for b in PROBE_BUCKETS), "+Inf")
 # sentinel_program_state's values for each current state, in ProcessState order.
 _STATE_VALUES = {c: tuple(1.0 if s is c else 0.0 for s in ProcessState) for c in ProcessState}
 
@@ -170,10 +192,9 @@ class _Histogram:
         self.total += 1
         self.sum += value
 
-    def add_to(self, family: Family, series: _ProbeSeries) -> None:
-        family.extend(series.buckets, [*itertools.accumulate(self.counts), self.total])
-        family.add(series.count, self.total)
-        family.add(series.sum, self.sum)
+    def frozen(self) -> tuple[tuple[int, ...], int, float]:
+        """Cumulative bucket counts, the count and the sum, as the exposition has them."""
+        return (*itertools.accumulate(self.counts), self.total), self.total, self.sum
 
 
 @dataclass
@@ -187,15 +208,48 @@ class _ProcessCounters:
     probe_durations: dict[str, _Histogram] = field(default_factory=lambda: defaultdict(_Histogram))
 
 
+@dataclass(frozen=True, slots=True)
+class _ProbeSample:
+    series: _ProbeSeries
+    success: float
+    failures: int
+    buckets: tuple[int, ...]  # cumulative, +Inf last
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class _ProcessSample:
+    snapshot: ProcessSnapshot
+    series: _ProcessSeries
+    restarts: tuple[int, ...]  # in RestartReason order
+    backoffs: int
+    probes: tuple[_ProbeSample, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one scrape shows, taken on the event loop; render it anywhere."""
+
+    processes: tuple[_ProcessSample, ...]
+    notifications: tuple[tuple[Series, int], ...]
+    reload_ok: bool
+    # Descendants that outlived their parent, by process name (they still count in its tree).
+    # It reads /proc, not the loop's state: call it off the loop.
+    escaped: Callable[[], Mapping[str, Iterable[int]]]
+
+
 class SentinelCollector(Collector):
     def __init__(
         self,
-        drivers: Callable[[], Iterable[ProcessDriver]],
-        escaped: Callable[[], Mapping[str, list[int]]] = dict,
+        snapshots: Callable[[], Iterable[ProcessSnapshot]],
+        escaped: Callable[[], Callable[[], Mapping[str, Iterable[int]]]] = lambda: dict,
     ) -> None:
-        """`escaped()` maps a process name to its descendants that outlived their parent (now
-        children of sentinel, the subreaper): they still count in the process's tree."""
-        self._drivers = drivers
+        """`snapshots()` gives every configured process as it is now; `escaped()` gives a
+        function that finds, without touching the loop's state, the descendants that outlived
+        their parent (now children of sentinel, the subreaper), by process name. Both are
+        called on the loop."""
+        self._snapshots = snapshots
         self._escaped = escaped
         # Every series' exposition text is rendered once and kept while its process lasts.
         self._series: dict[tuple[str, str, tuple[str, ...]], _ProcessSeries] = {}
@@ -204,7 +258,7 @@ class SentinelCollector(Collector):
         }
         self._reload_series = RELOAD_OK.series(())
         self._info_series = BUILD_INFO.series((("version", __version__),))
-        self._cpu_lock = threading.Lock()  # two scrapes at once must not both move the base
+        self._cpu_lock = threading.Lock()  # two scrapes rendering at once must not both move it
         self._cpu_base: dict[str, float] = defaultdict(float)
         self._cpu_last: dict[str, float] = defaultdict(float)
         self._counters: dict[str, _ProcessCounters] = defaultdict(_ProcessCounters)
@@ -233,59 +287,96 @@ class SentinelCollector(Collector):
                     self._cpu_base.pop(name, None)
                     self._cpu_last.pop(name, None)
 
+    def sample(self) -> Sample:
+        """Everything a scrape shows that the loop owns, copied: call on the loop."""
+        known, self._series = self._series, {}
+        processes = []
+        for snapshot in self._snapshots():
+            key = (snapshot.name, snapshot.group, snapshot.configured_probes)
+            series = self._series[key] = known.get(key) or _ProcessSeries(*key)
+            counters = self._counters[snapshot.name]
+            probes = []
+            for probe, probe_series in series.probes.items():
+                buckets, count, total = counters.probe_durations[probe].frozen()
+                probes.append(
+                    _ProbeSample(
+                        probe_series,
+                        counters.probe_success.get(probe, 0.0),
+                        counters.probe_failures[probe],
+                        buckets,
+                        count,
+                        total,
+                    )
+                )
+            processes.append(
+                _ProcessSample(
+                    snapshot,
+                    series,
+                    tuple(counters.restarts.values()),
+                    counters.backoffs,
+                    tuple(probes),
+                )
+            )
+        return Sample(
+            processes=tuple(processes),
+            notifications=tuple(
+                (self._notification_series[r], n) for r, n in self.notifications.items()
+            ),
+            reload_ok=self.last_reload_ok,
+            escaped=self._escaped(),
+        )
+
     def collect(self) -> Iterator[Metric]:
         """The prometheus-client view of the same families `render` writes."""
-        for family in self.families():
+        for family in self.families(self.sample()):
             d = family.definition
             metric = Metric(d.name, d.help, d.kind)
             for series, value in zip(family.series, family.values, strict=True):
                 metric.add_sample(series.name, dict(series.labels), value)
             yield metric
 
-    def render(self) -> bytes:
+    def render(self, sample: Sample) -> bytes:
         """The text exposition format: the samples prometheus-client's generate_latest writes
         (a test holds them equal), several times faster. With 1000 processes there are some
         40 000 samples, and generate_latest escapes and sorts every label of each one anew;
-        here each series' text is rendered once, when its process first shows up."""
-        return _render(self.families())
+        here each series' text is rendered once, when its process first shows up. Safe to
+        call off the loop."""
+        return _render(self.families(sample))
 
-    def families(self) -> list[Family]:
-        drivers = list(self._drivers())
-        escaped = self._escaped()
+    def families(self, sample: Sample) -> list[Family]:
+        escaped = sample.escaped()
         table = ProcessTable()
         process_families = [Family(d) for d in PROCESS_FAMILIES]
         (up, state, restarts, backoffs, delay, flapping, started, exit_code, cpu, rss) = (
             process_families[:10]
         )
         success, failures, durations = process_families[10:]
-        known, self._series = self._series, {}
-        for driver in drivers:
-            spec, machine = driver.spec, driver.machine
-            key = (spec.name, spec.group, _configured_probes(driver))
-            series = self._series[key] = known.get(key) or _ProcessSeries(*key)
-            counters = self._counters[spec.name]
-            current = machine.state
+        for process in sample.processes:
+            snapshot, series = process.snapshot, process.series
+            current = snapshot.state
             up.add(series.up, 1.0 if current is ProcessState.RUNNING else 0.0)
             state.extend(series.state, _STATE_VALUES[current])
-            restarts.extend(series.restarts, counters.restarts.values())  # RestartReason order
-            backoffs.add(series.backoffs, counters.backoffs)
-            delay.add(series.backoff_delay, machine.backoff_delay)
-            flapping.add(series.flapping, 1.0 if machine.flapping else 0.0)
-            started.add(series.start_time, driver.started_at or 0.0)
-            exit_code.add(series.exit_code, machine.last_exit_code or 0)
-            roots = [*([machine.pid] if machine.pid else []), *escaped.get(spec.name, [])]
+            restarts.extend(series.restarts, process.restarts)
+            backoffs.add(series.backoffs, process.backoffs)
+            delay.add(series.backoff_delay, snapshot.backoff_delay_seconds)
+            flapping.add(series.flapping, 1.0 if snapshot.flapping else 0.0)
+            started.add(series.start_time, snapshot.start_time or 0.0)
+            exit_code.add(series.exit_code, snapshot.exit_code or 0)
+            roots = [*([snapshot.pid] if snapshot.pid else []), *escaped.get(snapshot.name, ())]
             usage = table.tree_usage(*roots)
-            cpu.add(series.cpu, self._cpu_counter(spec.name, usage.cpu_seconds))
+            cpu.add(series.cpu, self._cpu_counter(snapshot.name, usage.cpu_seconds))
             rss.add(series.rss, usage.rss_bytes)
-            for probe, probe_series in series.probes.items():
-                success.add(probe_series.success, counters.probe_success.get(probe, 0.0))
-                failures.add(probe_series.failures, counters.probe_failures[probe])
-                counters.probe_durations[probe].add_to(durations, probe_series)
+            for probe in process.probes:
+                success.add(probe.series.success, probe.success)
+                failures.add(probe.series.failures, probe.failures)
+                durations.extend(probe.series.buckets, probe.buckets)
+                durations.add(probe.series.count, probe.count)
+                durations.add(probe.series.sum, probe.sum)
         notifications = Family(NOTIFICATIONS)
-        for result, count in self.notifications.items():
-            notifications.add(self._notification_series[result], count)
+        for series_, count in sample.notifications:
+            notifications.add(series_, count)
         reload_ok = Family(RELOAD_OK)
-        reload_ok.add(self._reload_series, 1.0 if self.last_reload_ok else 0.0)
+        reload_ok.add(self._reload_series, 1.0 if sample.reload_ok else 0.0)
         info = Family(BUILD_INFO)
         info.add(self._info_series, 1.0)
         return [*process_families, notifications, reload_ok, info]
@@ -300,19 +391,6 @@ class SentinelCollector(Collector):
                 total = self._cpu_last[name]
             self._cpu_last[name] = total
             return total
-
-
-def _configured_probes(driver: ProcessDriver) -> tuple[str, ...]:
-    s = driver.spec.settings
-    return tuple(
-        kind
-        for kind, probe in (
-            ("liveness", s.liveness),
-            ("readiness", s.readiness),
-            ("startup", s.startup),
-        )
-        if probe is not None
-    )
 
 
 def make_registry(collector: SentinelCollector) -> CollectorRegistry:
@@ -336,10 +414,10 @@ def _render(families: list[Family]) -> bytes:
 
 def _value(value: float) -> str:
     """The value and the line's end, as prometheus-client writes it (Go's float syntax)."""
-    if value == 0:
-        return "0.0\n"
     if value == 1:
         return "1.0\n"
+    if value == 0 and math.copysign(1.0, value) > 0:  # -0.0 is written "-0.0"
+        return "0.0\n"
     if type(value) is int:  # counts: exact, and valid float syntax at any size
         return f"{value}.0\n"
-    return _go_float(value) + "\n"
+    return go_float(value) + "\n"

@@ -7,13 +7,12 @@ pydantic's errors into `ConfigError`s that name the file and the key path.
 from __future__ import annotations
 
 import ipaddress
-import os
-import pwd
 import re
 import shlex
 import signal
 import typing
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +33,8 @@ _SIZE_UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+# Longer is a typo, and timers and datetimes overflow on durations near float's range.
+MAX_DURATION = 10 * 365 * 86400.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
@@ -42,13 +43,18 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f'expected a duration like "10s", got {value!r}')
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"expected a duration of zero or more, got {value!r}")
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f'expected a duration like "250ms", "10s", "5m" or "1h", got {value!r}')
-    return float(match[1]) * _DURATION_UNITS[match[2]]
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(
+                f'expected a duration like "250ms", "10s", "5m" or "1h", got {value!r}'
+            )
+        seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    # NaN passes every comparison but ==, so test for the good range rather than the bad one.
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"expected a duration between 0 and 10 years, got {value!r}")
+    return seconds
 
 
 def parse_size(value: object) -> int:
@@ -58,7 +64,8 @@ def parse_size(value: object) -> int:
     match = _SIZE.match(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f'expected a size like "50MB", "1GiB" or a number of bytes, got {value!r}')
-    return int(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
+    # A fraction, not a float: "1.1GB" is exact, and a long string of digits is not inf.
+    return int(Fraction(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
 
 
 def parse_signal(value: object) -> signal.Signals:
@@ -102,7 +109,8 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every float must be finite: a NaN multiplier or an infinite jitter is a typo, never a wish.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SentinelSection(Frozen):
@@ -328,34 +336,6 @@ class Program(Frozen):
             raise ValueError("expected a command: a non-empty list of strings or a string")
         return value
 
-    @field_validator("user")
-    @classmethod
-    def _user_exists(cls, value: str | None) -> str | None:
-        if value is not None:
-            lookup_user(value)
-        return value
-
-
-@dataclass(frozen=True)
-class Account:
-    """Who a child runs as: the user's uid, primary gid and supplementary groups."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
-
-
-def lookup_user(user: str) -> Account:
-    """Resolve a user name or uid like supervisord does (primary and supplementary groups)."""
-    try:
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    except (KeyError, OverflowError):
-        raise ValueError(f"expected an existing user name or uid, got {user!r}") from None
-    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
-
 
 class ConfigFile(Frozen):
     """The top level of a sentinel TOML file."""
@@ -382,6 +362,13 @@ class ProcessSpec:
     @property
     def priority(self) -> int:
         return self.settings.priority
+
+    @property
+    def probe_kinds(self) -> tuple[str, ...]:
+        """The kinds of probe its program configures, in a fixed order."""
+        s = self.settings
+        probes = (("liveness", s.liveness), ("readiness", s.readiness), ("startup", s.startup))
+        return tuple(kind for kind, probe in probes if probe is not None)
 
 
 @dataclass(frozen=True)

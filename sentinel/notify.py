@@ -44,6 +44,7 @@ from sentinel.events import (
     Unhealthy,
 )
 from sentinel.model import Config, NotifySection
+from sentinel.snapshot import ProcessSnapshot
 
 log = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.CRITICAL)  # it may log hosts and paths; we log
@@ -60,11 +61,8 @@ class ProcessContext:
 
     tags: tuple[str, ...]
     enabled: bool
-    state: str
-    restarts: int
-    exit_code: int | None
-    probe_detail: str
-    log_tail: str
+    snapshot: ProcessSnapshot
+    read_tail: Callable[[], str] | None  # the last lines of its log: reads a file, off the bus
 
 
 @dataclass(frozen=True)
@@ -72,9 +70,16 @@ class Alert:
     process: str
     kind: str  # restart | backoff | fatal | flapping | unhealthy | recovered
     headline: str  # "web restarted (liveness failed 3x)"
-    body: str
+    body: str  # what happened and the process's state
+    footer: str  # what was suppressed since the last message
     notify_type: str  # apprise's: success | warning | failure
     tags: tuple[str, ...]
+    read_tail: Callable[[], str] | None = None
+
+    def text(self, tail: str) -> str:
+        """The whole message, with the log's last lines read by the worker."""
+        log = f"\n\nlast lines of the log:\n{tail.rstrip()}" if tail.strip() else ""
+        return self.body + log + self.footer
 
 
 @dataclass
@@ -206,8 +211,16 @@ class Notifier:
             return
         self._last_sent[(process, kind)] = now
         held = self._suppressed.pop(process, None)
-        body = _body(detail, context) + (held.note(process) if held else "")
-        alert = Alert(process, kind, headline, body, notify_type, context.tags)
+        alert = Alert(
+            process,
+            kind,
+            headline,
+            _body(detail, context.snapshot),
+            held.note(process) if held else "",
+            notify_type,
+            context.tags,
+            context.read_tail,
+        )
         try:
             self._queue.put_nowait(alert)
         except asyncio.QueueFull:
@@ -300,9 +313,10 @@ class Notifier:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            by_destination: dict[tuple[str, ...], list[Alert]] = defaultdict(list)
-            for alert in batch:
-                by_destination[alert.tags].append(alert)
+            tails = await asyncio.to_thread(_read_tails, batch)
+            by_destination: dict[tuple[str, ...], list[tuple[Alert, str]]] = defaultdict(list)
+            for alert, tail in zip(batch, tails, strict=True):
+                by_destination[alert.tags].append((alert, alert.text(tail)))
             for tags, alerts in by_destination.items():
                 title, body, notify_type = self._digest(alerts)
                 services = list(
@@ -320,15 +334,18 @@ class Notifier:
             for _ in batch:
                 self._queue.task_done()
 
-    def _digest(self, alerts: list[Alert]) -> tuple[str, str, str]:
+    def _digest(self, alerts: list[tuple[Alert, str]]) -> tuple[str, str, str]:
+        """One message for alerts going to the same place: (title, body, apprise type)."""
         prefix = f"[sentinel@{self._host}]"
-        worst = max((a.notify_type for a in alerts), key=lambda t: _SEVERITY.get(t, 1))
+        worst = max((a.notify_type for a, _ in alerts), key=lambda t: _SEVERITY.get(t, 1))
         if len(alerts) == 1:
-            return f"{prefix} {alerts[0].headline}", alerts[0].body, worst
-        title = f"{prefix} {len(alerts)} alerts: " + "; ".join(a.headline for a in alerts[:3])
+            alert, text = alerts[0]
+            return f"{prefix} {alert.headline}", text, worst
+        headlines = [a.headline for a, _ in alerts]
+        title = f"{prefix} {len(alerts)} alerts: " + "; ".join(headlines[:3])
         if len(alerts) > 3:
             title += "; ..."
-        body = "\n\n".join(f"== {a.headline}\n{a.body}" for a in alerts)
+        body = "\n\n".join(f"== {a.headline}\n{text}" for a, text in alerts)
         return title, body, worst
 
     async def _deliver(self, service: Any, title: str, body: str, notify_type: str) -> None:
@@ -356,19 +373,29 @@ class Notifier:
         self._publish(NotificationResult(result="failed", target=target, title=title))
 
 
-def _body(detail: str, context: ProcessContext) -> str:
+def _body(detail: str, snapshot: ProcessSnapshot) -> str:
     lines = [
         detail,
         "",
-        f"state: {context.state}",
-        f"exit code: {'-' if context.exit_code is None else context.exit_code}",
-        f"restarts: {context.restarts}",
+        f"state: {snapshot.state.name}",
+        f"exit code: {'-' if snapshot.exit_code is None else snapshot.exit_code}",
+        f"restarts: {snapshot.restarts}",
     ]
-    if context.probe_detail:
-        lines.append(f"probe: {context.probe_detail}")
-    if context.log_tail:
-        lines += ["", "last lines of the log:", context.log_tail.rstrip()]
+    failing = "; ".join(f"{p.probe}: {p.detail}" for p in snapshot.probes if not p.ok)
+    if failing:
+        lines.append(f"probe: {failing}")
     return "\n".join(lines)
+
+
+def _read_tails(alerts: list[Alert]) -> list[str]:
+    """The log tail of each alert's process (file reads: run off the loop)."""
+    tails = []
+    for alert in alerts:
+        try:
+            tails.append(alert.read_tail() if alert.read_tail is not None else "")
+        except OSError:
+            tails.append("")
+    return tails
 
 
 async def send_test(section: NotifySection, hostname: str | None = None) -> list[tuple[str, bool]]:

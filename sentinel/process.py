@@ -1,12 +1,11 @@
 """The process driver: carries out what the state machine decides, for one process.
 
 It spawns the child (own process group, user, umask, cwd, environment, fds 0-2 only), turns
-its exit (from the reaper) and its timers (loop.call_later, monotonic) into machine inputs,
-signals the whole process group, and owns the pipes that capture its output. Whatever a
-process leaves behind when its main pid exits (its group, or descendants that escaped with
-setsid) gets the stop signal, then SIGKILL after stop_timeout, and the exit counts only once
-they are gone (systemd's KillMode=control-group): a stop returns, and a restart spawns, with
-nothing of the old process left running.
+what happens to it into machine inputs (the main process's exit from the reaper, the end of
+what it left behind, timers on the loop's monotonic clock), signals what the machine says to
+signal, and owns the pipes that capture its output. The machine decides everything about the
+process's life, including the drain after its main process exits (systemd's
+KillMode=control-group); the driver only reports and acts.
 """
 
 from __future__ import annotations
@@ -20,15 +19,18 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any
 
-from sentinel.events import EventBus, StateChanged
+from sentinel.accounts import lookup_user
+from sentinel.bus import EventBus
+from sentinel.events import StateChanged
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
     CancelTimer,
     Exited,
+    GroupGone,
     Input,
     Kill,
     ProcessMachine,
@@ -44,8 +46,9 @@ from sentinel.machine import (
     TimerFired,
     TimerKind,
 )
-from sentinel.model import LogSpec, ProcessSpec, lookup_user
-from sentinel.reaper import ChildReaper, environment_of
+from sentinel.model import LogSpec, ProcessSpec
+from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
+from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
@@ -75,10 +78,10 @@ class ProcessDriver:
         self._reaper = reaper
         self._loop = loop or asyncio.get_running_loop()
         self._wall_clock = wall_clock
-        self.machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
-        self.started_at: float | None = None  # unix time of the current spawn
-        self._spawned: float | None = None  # the same on the loop's (monotonic) clock: uptime
+        self._machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
+        self._started_at: float | None = None  # unix time of the current spawn
         self._popen: subprocess.Popen[bytes] | None = None
+        self._run: _Run | None = None  # what the current (or last) spawn put into the world
         self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
         self._inputs: deque[Input] = deque()
         self._stepping = False
@@ -86,7 +89,6 @@ class ProcessDriver:
         self._next_spec: ProcessSpec | None = None
         self._stdout: LogCapture | None = None
         self._stderr: LogCapture | None = None
-        self._leftovers: _Leftovers | None = None
         self._open_logs()
 
     # --- the public surface -----------------------------------------------------------------
@@ -97,11 +99,11 @@ class ProcessDriver:
 
     @property
     def state(self) -> ProcessState:
-        return self.machine.state
+        return self._machine.state
 
     @property
     def pid(self) -> int | None:
-        return self.machine.pid
+        return self._machine.pid
 
     def start(self) -> None:
         self.feed(Start())
@@ -112,10 +114,12 @@ class ProcessDriver:
     def restart(self, reason: RestartReason, detail: str = "") -> None:
         self.feed(RestartRequest(reason, detail))
 
-    def send_signal(self, sig: signal.Signals) -> None:
-        """Send a user's signal to the running process's group (`sentinel signal`), alone."""
-        if self.machine.pid is not None:
-            _signal_group(self.machine.pid, sig, resume=False)
+    def send_signal(self, sig: signal.Signals) -> bool:
+        """Send a user's signal to the running process's group (`sentinel signal`), alone.
+        False when no main process runs."""
+        if self._machine.pid is None:
+            return False
+        return _signal_group(self._machine.pid, sig, resume=False)
 
     def reconfigure(self, spec: ProcessSpec) -> None:
         """Take a new spec: now if nothing runs, else at the next spawn (a reload restart)."""
@@ -135,34 +139,38 @@ class ProcessDriver:
             await future
         return self.state
 
-    def status(self) -> dict[str, Any]:
-        m = self.machine
-        running = m.state in (ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING)
-        uptime = self._loop.time() - self._spawned if running and self._spawned else 0.0
-        return {
-            "name": self.name,
-            "group": self.spec.group,
-            "state": m.state.name,
-            "state_code": int(m.state),
-            "pid": m.pid,
-            "exit_code": m.last_exit_code,
-            "restarts": m.restarts,
-            "uptime_seconds": round(uptime, 3),
-            "health": "unknown",
-            "ready": m.state is ProcessState.RUNNING,
-            "start_time": self.started_at,
-            "backoff_attempt": m.attempt,
-            "backoff_delay_seconds": m.backoff_delay,
-            "detail": m.detail,
-            "priority": self.spec.priority,
-        }
+    def snapshot(self, health: HealthStatus = NO_PROBES) -> ProcessSnapshot:
+        """The process as it is now; `health` is what its probes say. Call on the loop."""
+        m, spec, now = self._machine, self.spec, self._loop.time()
+        running = m.pid is not None and m.spawned_at is not None
+        return ProcessSnapshot(
+            name=spec.name,
+            program=spec.program,
+            group=spec.group,
+            priority=spec.priority,
+            state=m.state,
+            pid=m.pid,
+            exit_code=m.last_exit_code,
+            restarts=m.restarts,
+            uptime_seconds=now - m.spawned_at if running and m.spawned_at is not None else 0.0,
+            start_time=self._started_at,
+            health=health.health,
+            ready=m.state is ProcessState.RUNNING and health.ready,
+            probes=health.probes,
+            configured_probes=spec.probe_kinds,
+            backoff_attempt=m.attempt,
+            backoff_delay_seconds=m.backoff_delay,
+            backoff_remaining_seconds=max(m.backoff_until - now, 0.0) if m.backoff_until else 0.0,
+            flapping=m.flapping,
+            detail=m.detail,
+        )
 
     async def aclose(self) -> None:
         """Release the log pipes; call once the process is stopped for good."""
         for timer in self._timers.values():
             timer.cancel()
-        if self._leftovers is not None:
-            self._leftovers.cancel()
+        if self._run is not None:
+            self._run.unwatch()
         for capture in (self._stdout, self._stderr):
             if capture is not None:
                 await capture.aclose()
@@ -177,7 +185,7 @@ class ProcessDriver:
         self._stepping = True
         try:
             while self._inputs:
-                for action in self.machine.step(self._inputs.popleft(), self._loop.time()):
+                for action in self._machine.step(self._inputs.popleft(), self._loop.time()):
                     self._act(action)
         finally:
             self._stepping = False
@@ -186,11 +194,13 @@ class ProcessDriver:
         match action:
             case Spawn():
                 self._spawn()
-            case SendSignal(signal=sig):
-                self._signal_group(sig)
+            case SendSignal(signal=sig, group=group):
+                if self._run is not None:
+                    self._run.signal(sig, group=group)
             case Kill():
-                log.warning("%s: %s: SIGKILL", self.name, self.machine.detail)
-                self._signal_group(signal.SIGKILL)
+                log.warning("%s: %s: SIGKILL", self.name, self._machine.detail)
+                if self._run is not None:
+                    self._run.kill()
             case SetTimer(kind=kind, delay=delay):
                 self._cancel_timer(kind)
                 self._timers[kind] = self._loop.call_later(delay, self._timer_fired, kind)
@@ -199,6 +209,8 @@ class ProcessDriver:
             case Publish(event=event):
                 published = self._bus.publish(event)
                 if isinstance(published, StateChanged):
+                    if published.old is ProcessState.STOPPING and self._run is not None:
+                        self._run.unwatch()  # stopped, or given up on: no GroupGone to come
                     self._wake_waiters()
 
     def _timer_fired(self, kind: TimerKind) -> None:
@@ -224,6 +236,8 @@ class ProcessDriver:
     def _spawn(self) -> None:
         if self._next_spec is not None:
             self._apply_spec(self._next_spec)
+        if self._run is not None:
+            self._run.unwatch()
         settings = self.spec.settings
         try:
             account = lookup_user(settings.user) if settings.user else None
@@ -262,7 +276,8 @@ class ProcessDriver:
             self.feed(SpawnFailed(error))
             return
         self._popen = popen
-        self.started_at, self._spawned = self._wall_clock(), self._loop.time()
+        self._run = _Run(self.name, popen.pid, self._reaper)
+        self._started_at = self._wall_clock()
         self._reaper.watch(popen.pid, self._exited)
         _reset_oom_score(popen.pid)
         self.feed(Spawned(popen.pid))
@@ -271,38 +286,18 @@ class ProcessDriver:
         popen, self._popen = self._popen, None
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
-            escaped = escapees(self._reaper).get(self.name, [])
-            if _alive(popen.pid, group=True) or escaped:
-                log.info("%s: stopping what pid %d left behind", self.name, popen.pid)
-                settings = self.spec.settings
-                self._leftovers = _Leftovers(
-                    self.name,
-                    popen.pid,
-                    escaped=escaped,
-                    stop_signal=settings.stop_signal,
-                    stop_timeout=settings.stop_timeout,
-                    loop=self._loop,
-                    reaper=self._reaper,
-                    on_gone=lambda: self._leftovers_gone(code),
-                )
-                return
-        self.feed(Exited(code))
-
-    def _leftovers_gone(self, code: int) -> None:
-        self._leftovers = None
-        self.feed(Exited(code))
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        pid = self.machine.pid
-        if pid is None:
-            return
-        _signal_group(pid, sig)
+        run = self._run
+        leftovers = run is not None and run.alive()
+        if leftovers and run is not None:
+            log.info("%s: pid %d exited; stopping what it left behind", self.name, run.pgid)
+            run.watch(lambda: self.feed(GroupGone()))
+        self.feed(Exited(code, leftovers=leftovers))
 
     # --- configuration ----------------------------------------------------------------------
 
     def _apply_spec(self, spec: ProcessSpec) -> None:
         old, self.spec, self._next_spec = self.spec, spec, None
-        self.machine.settings = spec.settings
+        self._machine.settings = spec.settings
         if _log_layout(old) != _log_layout(spec):
             for capture in (self._stdout, self._stderr):
                 if capture is not None:
@@ -314,73 +309,77 @@ class ProcessDriver:
         self._stderr = _capture(self.spec.stderr_log, self.spec.settings.stderr, self._loop)
 
 
-def escapees(reaper: ChildReaper) -> dict[str, list[int]]:
+def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
     """Descendants re-parented to sentinel (their parent exited), by the process that started
-    them: its name is in their SENTINEL_PROCESS_NAME."""
+    them: its name is in their SENTINEL_PROCESS_NAME. `watched`: the pids sentinel spawned
+    (`ChildReaper.watched`); reads only /proc and `watched`, so a copy of it can be taken
+    off the loop."""
     found: dict[str, list[int]] = {}
-    for pid in reaper.orphans():
+    for pid in children_of_daemon() - watched:
         name = environment_of(pid).get(_ENV_KEY)
         if name is not None:
             found.setdefault(name.decode(errors="replace"), []).append(pid)
     return found
 
 
-class _Leftovers:
-    """What a process left behind when its main pid exited: its process group and the
-    descendants that escaped it (setsid), stopped as the process itself would be (the stop
-    signal, SIGKILL after stop_timeout) and watched until they are gone.
+class _Run:
+    """What one spawn put into the world: its process group (numbered after the main pid) and
+    the descendants that escaped it (setsid), found as they are re-parented to sentinel.
 
-    They die as sentinel's children (it is their subreaper), so each reaping pass checks
-    them: no polling. Something that outlives even SIGKILL (stuck in the kernel) is given
-    up on after KILL_GRACE, with a warning, so the process is not stuck for ever.
+    Once the group is seen empty, its number may be reused by an unrelated process group, so
+    it is never signalled again. Escaped descendants die as sentinel's children (it is their
+    subreaper), so a reaping pass is when to look whether everything has gone: no polling.
     """
 
-    KILL_GRACE = 5.0
+    def __init__(self, name: str, pgid: int, reaper: ChildReaper) -> None:
+        self.name, self.pgid, self._reaper = name, pgid, reaper
+        self._escaped: set[int] = set()
+        self._signalled: set[int] = set()  # escaped descendants that had the stop signal
+        self._group_empty = False
+        self._unwatch: Callable[[], None] | None = None
 
-    def __init__(
-        self,
-        name: str,
-        pgid: int,
-        *,
-        escaped: list[int],
-        stop_signal: signal.Signals,
-        stop_timeout: float,
-        loop: asyncio.AbstractEventLoop,
-        reaper: ChildReaper,
-        on_gone: Callable[[], None],
-    ) -> None:
-        self._name, self._pgid, self._escaped, self._on_gone = name, pgid, escaped, on_gone
-        self._signal(stop_signal)
-        self._timers = [
-            loop.call_later(stop_timeout, self._signal, signal.SIGKILL),
-            loop.call_later(stop_timeout + self.KILL_GRACE, self._give_up),
-        ]
-        # They were alive a moment ago; a death from now on comes with a reaping pass.
-        self._unsubscribe = reaper.on_orphan_reaped(self._check)
+    def alive(self) -> bool:
+        """Whether anything of this run is left (finding descendants that escaped it)."""
+        if not self._group_empty and not _alive(self.pgid, group=True):
+            self._group_empty = True
+        self._find_escaped()
+        return not self._group_empty or bool(self._escaped)
 
-    def cancel(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._unsubscribe()
-        self._unsubscribe = lambda: None
-
-    def _alive(self) -> bool:
-        return _alive(self._pgid, group=True) or any(_alive(p) for p in self._escaped)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        _signal_group(self._pgid, sig)
-        for pid in self._escaped:
+    def signal(self, sig: signal.Signals, *, group: bool) -> None:
+        """`sig` (and SIGCONT) to the group if `group`, and once to each escaped descendant."""
+        if group and not self._group_empty:
+            _signal_group(self.pgid, sig)
+        self._find_escaped()
+        for pid in self._escaped - self._signalled:
             _signal_pid(pid, sig)
+        self._signalled |= self._escaped
 
-    def _check(self) -> None:
-        if not self._alive():
-            self.cancel()
-            self._on_gone()
+    def kill(self) -> None:
+        if not self._group_empty:
+            _signal_group(self.pgid, signal.SIGKILL)
+        self._find_escaped()
+        for pid in self._escaped:
+            _signal_pid(pid, signal.SIGKILL)
 
-    def _give_up(self) -> None:
-        log.warning("%s: processes of pid %d survive SIGKILL; going on", self._name, self._pgid)
-        self.cancel()
-        self._on_gone()
+    def watch(self, on_gone: Callable[[], None]) -> None:
+        """Call `on_gone()` once, after the reaping pass in which the last of it died."""
+
+        def check() -> None:
+            if not self.alive():
+                self.unwatch()
+                on_gone()
+
+        self.unwatch()
+        self._unwatch = self._reaper.on_orphan_reaped(check)
+
+    def unwatch(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    def _find_escaped(self) -> None:
+        self._escaped = {p for p in self._escaped if _alive(p)}
+        self._escaped.update(escapees(self._reaper.watched).get(self.name, ()))
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,11 @@ class ChildReaper:
         self._orphan_listeners.append(listener)
         return lambda: self._orphan_listeners.remove(listener)
 
-    def orphans(self) -> set[int]:
-        """Children nobody spawned: descendants re-parented here after their parent exited."""
-        return children_of_daemon() - self._callbacks.keys()
+    @property
+    def watched(self) -> AbstractSet[int]:
+        """The pids being watched (spawned by sentinel and not yet reaped): a live view, for
+        the loop; copy it to take it elsewhere."""
+        return self._callbacks.keys()
 
     def reap(self) -> None:
         orphans = 0
@@ -90,7 +93,8 @@ class ChildReaper:
 
 
 def children_of_daemon() -> set[int]:
-    """Direct children of this process, escaped grandchildren included (they were re-parented)."""
+    """Direct children of this process, escaped grandchildren included (they were re-parented).
+    Those not in `ChildReaper.watched` are orphans: nobody here spawned them."""
     pids: set[int] = set()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         try:

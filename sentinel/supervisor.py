@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import signal
 from collections.abc import Callable, Iterable
 
+from sentinel.bus import EventBus
 from sentinel.errors import NoSuchProcess
-from sentinel.events import ConfigReloaded, EventBus
+from sentinel.events import ConfigReloaded
+from sentinel.logs import LogCapture
 from sentinel.model import Config, ProcessSpec
 from sentinel.process import ProcessDriver
 from sentinel.reaper import ChildReaper
+from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
@@ -48,25 +52,32 @@ class Supervisor:
         bus: EventBus,
         reaper: ChildReaper,
         factory: DriverFactory | None = None,
+        health: Callable[[str], HealthStatus] = lambda name: NO_PROBES,
     ) -> None:
+        """`health(name)` says what a process's probes say, for its snapshot."""
         self.config = config
         self._bus = bus
         self._factory = factory or (lambda spec: ProcessDriver(spec, bus, reaper))
+        self._health = health
         self.drivers: dict[str, ProcessDriver] = {}
         for spec in config.processes:
             self.drivers[spec.name] = self._factory(spec)
 
-    # --- selection --------------------------------------------------------------------------
+    # --- selection and views ----------------------------------------------------------------
 
-    def select(self, names: Iterable[str]) -> list[ProcessDriver]:
-        """NAME, GROUP:*, GROUP:NAME or all -> drivers, in priority order; NoSuchProcess else."""
+    def select(self, names: Iterable[str]) -> list[str]:
+        """NAME, GROUP:*, GROUP:NAME or all -> process names, in priority order; NoSuchProcess
+        for a name that selects nothing."""
+        return [d.name for d in self._select(names)]
+
+    def _select(self, names: Iterable[str]) -> list[ProcessDriver]:
         chosen: dict[str, ProcessDriver] = {}
         for name in names:
             matches = self._match(name)
             if not matches:
                 raise NoSuchProcess(f"no such process or group: {name}")
             chosen.update((d.name, d) for d in matches)
-        return sorted(chosen.values(), key=lambda d: (d.spec.priority, d.name))
+        return sorted(chosen.values(), key=_in_order)
 
     def _match(self, name: str) -> list[ProcessDriver]:
         if name == "all":
@@ -81,61 +92,52 @@ class Supervisor:
         driver = self.drivers.get(name)
         return [driver] if driver else []
 
-    def group_members(self, group: str) -> list[ProcessDriver]:
-        return self.select([f"{group}:*"])
+    def snapshots(self, names: Iterable[str] = ("all",)) -> list[ProcessSnapshot]:
+        """The selected processes as they are now, in priority order."""
+        return [d.snapshot(self._health(d.name)) for d in self._select(names)]
+
+    def log(self, name: str, stream: str) -> LogCapture | None:
+        """A process's captured stdout or stderr; None when it is not captured."""
+        return self._select([name])[0].log(stream)
 
     # --- commands ---------------------------------------------------------------------------
 
-    async def start(self, drivers: list[ProcessDriver], wait: bool = True) -> dict[str, bool]:
+    async def start(self, names: Iterable[str], wait: bool = True) -> dict[str, bool]:
         """Start in ascending priority; with `wait`, until each is RUNNING or failed to start."""
-        for driver in sorted(drivers, key=lambda d: (d.spec.priority, d.name)):
+        drivers = self._select(names)
+        for driver in drivers:
             driver.start()
         if not wait:
             return {d.name: True for d in drivers}
-        return await self._settle(drivers, _left_starting, _is_up)
+        return await _settle(drivers, _left_starting, _is_up)
 
-    async def stop(self, drivers: list[ProcessDriver], wait: bool = True) -> dict[str, bool]:
+    async def stop(self, names: Iterable[str], wait: bool = True) -> dict[str, bool]:
         """Stop in descending priority, a tier at a time; without `wait`, in the background."""
+        drivers = self._select(names)
         if not wait:
-            task = asyncio.get_running_loop().create_task(self._stop_in_tiers(drivers))
+            task = asyncio.get_running_loop().create_task(_stop_in_tiers(drivers))
             task.add_done_callback(_log_failure)
             return {d.name: True for d in drivers}
-        return await self._stop_in_tiers(drivers)
+        return await _stop_in_tiers(drivers)
 
-    async def restart(self, drivers: list[ProcessDriver], wait: bool = True) -> dict[str, bool]:
+    async def restart(self, names: Iterable[str], wait: bool = True) -> dict[str, bool]:
         """Restart each (a counted `manual` restart; a start for those not running)."""
-        for driver in sorted(drivers, key=lambda d: (d.spec.priority, d.name)):
+        drivers = self._select(names)
+        for driver in drivers:
             driver.restart(RestartReason.MANUAL, "restart requested")
         if not wait:
             return {d.name: True for d in drivers}
-        return await self._settle(drivers, _settled, _is_up)
+        return await _settle(drivers, _settled, _is_up)
+
+    def signal(self, names: Iterable[str], sig: signal.Signals) -> dict[str, bool]:
+        """Send `sig` to each selected process's group; False for those not running."""
+        return {d.name: d.send_signal(sig) for d in self._select(names)}
 
     async def stop_all(self) -> None:
-        await self._stop_in_tiers(list(self.drivers.values()))
+        await _stop_in_tiers(list(self.drivers.values()))
 
     async def start_autostart(self) -> None:
-        await self.start(
-            [d for d in self.drivers.values() if d.spec.settings.autostart], wait=False
-        )
-
-    async def _stop_in_tiers(self, drivers: list[ProcessDriver]) -> dict[str, bool]:
-        results: dict[str, bool] = {}
-        by_priority = sorted(drivers, key=lambda d: -d.spec.priority)
-        for _, tier in itertools.groupby(by_priority, key=lambda d: d.spec.priority):
-            members = list(tier)
-            for driver in members:
-                driver.stop()
-            results.update(await self._settle(members, _is_down, _is_down))
-        return results
-
-    @staticmethod
-    async def _settle(
-        drivers: list[ProcessDriver],
-        done: Callable[[ProcessState], bool],
-        success: Callable[[ProcessState], bool],
-    ) -> dict[str, bool]:
-        states = await asyncio.gather(*(d.wait_for(done) for d in drivers))
-        return {d.name: success(s) for d, s in zip(drivers, states, strict=True)}
+        await self.start([n for n, d in self.drivers.items() if d.spec.settings.autostart], False)
 
     # --- reload -----------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class Supervisor:
         self.config = new
 
         gone = [self.drivers[name] for name in removed]
-        await self._stop_in_tiers(gone)
+        await _stop_in_tiers(gone)
         for driver in gone:
             del self.drivers[driver.name]
             await driver.aclose()
@@ -175,13 +177,38 @@ class Supervisor:
             self.drivers[name] = driver = self._factory(new_specs[name])
             if driver.spec.settings.autostart:
                 to_start.append(driver)
-        await self.start(to_start, wait=False)
+        for driver in sorted(to_start, key=_in_order):
+            driver.start()
 
         event = ConfigReloaded(
             ok=True, added=tuple(added), removed=tuple(removed), changed=tuple(changed)
         )
         self._bus.publish(event)
         return event
+
+
+def _in_order(driver: ProcessDriver) -> tuple[int, str]:
+    return driver.spec.priority, driver.name
+
+
+async def _stop_in_tiers(drivers: list[ProcessDriver]) -> dict[str, bool]:
+    results: dict[str, bool] = {}
+    by_priority = sorted(drivers, key=lambda d: -d.spec.priority)
+    for _, tier in itertools.groupby(by_priority, key=lambda d: d.spec.priority):
+        members = list(tier)
+        for driver in members:
+            driver.stop()
+        results.update(await _settle(members, _is_down, _is_down))
+    return results
+
+
+async def _settle(
+    drivers: list[ProcessDriver],
+    done: Callable[[ProcessState], bool],
+    success: Callable[[ProcessState], bool],
+) -> dict[str, bool]:
+    states = await asyncio.gather(*(d.wait_for(done) for d in drivers))
+    return {d.name: success(s) for d, s in zip(drivers, states, strict=True)}
 
 
 def _log_failure(task: asyncio.Task[object]) -> None:

@@ -8,43 +8,70 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sentinel import __version__
+from sentinel.bus import EventBus
 from sentinel.errors import ConfigError, NoSuchProcess
-from sentinel.events import ConfigReloaded, Event, EventBus
-from sentinel.metrics import SentinelCollector
+from sentinel.events import ConfigReloaded, Event
+from sentinel.metrics import CONTENT_TYPE, SentinelCollector
 from sentinel.model import parse_signal
-from sentinel.process import ProcessDriver
-from sentinel.supervisor import Supervisor
+from sentinel.snapshot import ProcessSnapshot
 
 TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
+
+
+class LogReader(Protocol):
+    """A process's captured output (logs.LogCapture)."""
+
+    @property
+    def written(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> tuple[bytes, int]: ...
+
+    async def wait_written(self, after: int) -> int: ...
+
+
+class Processes(Protocol):
+    """The supervised processes, by name (supervisor.Supervisor)."""
+
+    def select(self, names: Iterable[str]) -> list[str]: ...
+
+    def snapshots(self, names: Iterable[str] = ...) -> list[ProcessSnapshot]: ...
+
+    def log(self, name: str, stream: str) -> LogReader | None: ...
+
+    async def start(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
+
+    async def stop(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
+
+    async def restart(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
+
+    def signal(self, names: Iterable[str], sig: signal.Signals) -> dict[str, bool]: ...
 
 
 class Control(Protocol):
     """What the API needs from the daemon."""
 
-    supervisor: Supervisor
+    @property
+    def processes(self) -> Processes: ...
+
     bus: EventBus
     closing: asyncio.Event  # set when the daemon shuts down: ends the streams
+    metrics: SentinelCollector
+    http_address: str | None  # where [control].http listens, as bound
 
     @property
     def recent(self) -> Sequence[Event]:
         """The last events, oldest first."""
 
-    metrics: SentinelCollector
-    http_address: str | None  # where [control].http listens, as bound
-
     async def reload(self) -> ConfigReloaded: ...
-
-    def process_status(self, driver: ProcessDriver) -> dict[str, Any]: ...
 
     def request_shutdown(self) -> None: ...
 
@@ -52,15 +79,14 @@ class Control(Protocol):
 class _Endpoints:
     def __init__(self, control: Control) -> None:
         self.control = control
-
-    def driver_of(self, request: Request) -> ProcessDriver:
-        return self.control.supervisor.select([request.path_params["name"]])[0]
+        self.processes = control.processes
 
     async def metrics(self, _: Request) -> Response:
-        # The scrape walks /proc for every process tree: keep that off the event loop. The
-        # collector only reads the drivers' state (one attribute read at a time, under the GIL).
-        body = await asyncio.to_thread(self.control.metrics.render)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # What the loop owns is copied on the loop; the /proc walk of every process tree and
+        # the formatting happen off it.
+        metrics = self.control.metrics
+        body = await asyncio.to_thread(metrics.render, metrics.sample())
+        return Response(body, media_type=CONTENT_TYPE)
 
     async def healthz(self, _: Request) -> Response:
         return JSONResponse(
@@ -68,11 +94,11 @@ class _Endpoints:
         )
 
     async def programs(self, _: Request) -> Response:
-        drivers = self.control.supervisor.select(["all"])
-        return JSONResponse([self.control.process_status(d) for d in drivers])
+        return JSONResponse([p.to_dict() for p in self.processes.snapshots()])
 
     async def program(self, request: Request) -> Response:
-        return JSONResponse(self.control.process_status(self.driver_of(request)))
+        (snapshot,) = self.processes.snapshots([request.path_params["name"]])
+        return JSONResponse(snapshot.to_dict())
 
     async def command(self, request: Request) -> Response:
         params = request.path_params
@@ -82,33 +108,33 @@ class _Endpoints:
             selection = f"{params['group']}:*"
         else:
             selection = "all"
-        drivers = self.control.supervisor.select([selection])
-        wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
-        sup = self.control.supervisor
         action = params["action"]
         if action not in _ACTIONS:
             return _error(404, f"no such command: {action} (one of {', '.join(_ACTIONS)})")
+        names = self.processes.select([selection])
+        wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
         if action == "signal":
-            sig = await _requested_signal(request)
-            for driver in drivers:
-                driver.send_signal(sig)
-            results = {d.name: d.pid is not None for d in drivers}
+            results = self.processes.signal(names, await _requested_signal(request))
         elif action == "start":
-            results = await sup.start(drivers, wait)
+            results = await self.processes.start(names, wait)
         elif action == "stop":
-            results = await sup.stop(drivers, wait)
+            results = await self.processes.stop(names, wait)
         else:
-            results = await sup.restart(drivers, wait)
+            results = await self.processes.restart(names, wait)
         return JSONResponse(
             {
                 "ok": all(results.values()),
                 "results": results,
-                "processes": [self.control.process_status(d) for d in drivers],
+                "processes": [p.to_dict() for p in self.processes.snapshots(names)],
             }
         )
 
+    def _log_of(self, request: Request) -> LogReader | None:
+        stream = request.query_params.get("stream", "stdout")
+        return self.processes.log(request.path_params["name"], stream)
+
     async def read_log(self, request: Request) -> Response:
-        capture = self.driver_of(request).log(request.query_params.get("stream", "stdout"))
+        capture = self._log_of(request)
         if capture is None:
             return _error(404, 'this process\'s output is not captured (path = "none")')
         offset = int(request.query_params.get("offset", -TAIL_BYTES))
@@ -119,8 +145,7 @@ class _Endpoints:
         )
 
     async def follow_log(self, request: Request) -> Response:
-        driver = self.driver_of(request)
-        capture = driver.log(request.query_params.get("stream", "stdout"))
+        capture = self._log_of(request)
         if capture is None:
             return _error(404, 'this process\'s output is not captured (path = "none")')
 

@@ -13,22 +13,33 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
-from sentinel.events import Event, EventBus, Healthy, ProbeResultEvent, StateChanged, Unhealthy
+from sentinel.bus import EventBus
+from sentinel.events import Event, Healthy, ProbeResultEvent, StateChanged, Unhealthy
 from sentinel.health import HealthTracker, ProbeKind, Verdict
 from sentinel.model import Probe, ProcessSpec
 from sentinel.probes import ProbeResult
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.tcp import probe_tcp
-from sentinel.scheduling import ProbeScheduler
+from sentinel.snapshot import NO_PROBES, HealthStatus, ProbeStatus
 from sentinel.states import ProcessState
 
 log = logging.getLogger(__name__)
 
 SpecLookup = Callable[[str], ProcessSpec | None]
+
+
+class Scheduler(Protocol):
+    """Runs jobs periodically (scheduling.ProbeScheduler; wired in by the daemon)."""
+
+    def add(
+        self, job_id: str, job: Callable[[], Awaitable[None]], period: float, first_in: float
+    ) -> None: ...
+
+    def remove(self, job_id: str) -> None: ...
 
 
 class _Watch:
@@ -58,7 +69,7 @@ class ProbeRunner:
     def __init__(
         self,
         bus: EventBus,
-        scheduler: ProbeScheduler,
+        scheduler: Scheduler,
         http: HttpProber,
         execs: ExecProber,
         spec_of: SpecLookup,
@@ -84,29 +95,21 @@ class ProbeRunner:
         if event.new is ProcessState.STOPPED:  # stopped on purpose (or removed): no longer news
             self._failed.pop(event.process, None)
 
-    def status(self, name: str) -> dict[str, Any]:
-        """Health, readiness and the last result of each probe, for `sentinel status`."""
+    def health(self, name: str) -> HealthStatus:
+        """What the probes of a process say: of its current run, or of the run that was
+        restarted as unhealthy (so that why stays visible through its BACKOFF)."""
         watch = self._watches.get(name) or self._failed.get(name)
         if watch is None:
-            return {}
+            return NO_PROBES
         tracker = watch.tracker
-        return {
-            "health": tracker.health.value,
-            "ready": tracker.ready if ProbeKind.READINESS in watch.probes else tracker.started,
-            "probes": {
-                kind.value: {
-                    "ok": r.ok,
-                    "detail": r.detail,
-                    "latency": round(r.latency, 6),
-                    "warning": r.warning,
-                }
+        return HealthStatus(
+            health=tracker.health,
+            ready=tracker.ready if ProbeKind.READINESS in watch.probes else tracker.started,
+            probes=tuple(
+                ProbeStatus(kind.value, r.ok, r.detail, r.latency, r.warning)
                 for kind, r in tracker.last.items()
-            },
-        }
-
-    def has_probes(self, spec: ProcessSpec) -> bool:
-        s = spec.settings
-        return any(p is not None for p in (s.liveness, s.readiness, s.startup))
+            ),
+        )
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -114,7 +117,7 @@ class ProbeRunner:
         self._end(name)
         self._failed.pop(name, None)
         spec = self._spec_of(name)
-        if spec is None or not self.has_probes(spec):
+        if spec is None or not spec.probe_kinds:
             return
         watch = _Watch(spec, pid, self._clock())
         self._watches[name] = watch

@@ -25,7 +25,8 @@ SLEEPER = cmd("import time; time.sleep(3600)")
 
 
 def test_crash_restarts_with_configured_backoff(sentinel: Start) -> None:
-    """A crashing program is restarted after initial * multiplier**(n-1), capped at max."""
+    """A crashing program is restarted at once, then after initial * multiplier**(n-2), capped
+    at max."""
     daemon = sentinel(f"""
         [programs.crashy]
         command = {cmd("raise SystemExit(3)")}
@@ -207,6 +208,78 @@ def test_sigkill_of_a_running_child_brings_a_new_pid(sentinel: Start) -> None:
     running = daemon.next_event(state_is("victim", "RUNNING"))
     assert running["pid"] != old and pid_alive(running["pid"])
     assert not pid_alive(old)
+
+
+def test_first_restart_is_immediate_then_the_backoff_grows(sentinel: Start) -> None:
+    """With the default backoff, a crash after a run is repaired at once (no BACKOFF, no
+    second's wait); the next crash in a row waits `initial`."""
+    daemon = sentinel(f"""
+        [programs.victim]
+        command = {SLEEPER}
+        start_seconds = 0
+        backoff = {{ jitter = 0 }}
+    """)
+    pid = daemon.wait_event(state_is("victim", "RUNNING"))["pid"]
+    killed = time.time()
+    os.kill(pid, signal.SIGKILL)
+    restart = daemon.next_event(lambda e: e["event"] == "restart")
+    running = daemon.next_event(state_is("victim", "RUNNING"))
+    assert restart["reason"] == "exited" and running["timestamp"] - killed < 0.5
+    assert not [e for e in daemon.events if e["event"] == "backoff"]
+    os.kill(running["pid"], signal.SIGKILL)
+    backoff = daemon.next_event(lambda e: e["event"] == "backoff")
+    assert (backoff["attempt"], backoff["delay"]) == (2, 1.0)
+
+
+def test_an_exit_with_leftovers_is_stopping_until_they_are_gone(sentinel: Start) -> None:
+    """The main process exits while a child in its group ignores SIGTERM: STOPPING with no
+    pid (never the dead one), not up in the metrics, no probes, and the restart comes once
+    the child is gone (SIGKILL at stop_timeout)."""
+    forker = cmd("""
+        import os, signal, time
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(3600)
+            os._exit(0)
+        signal.signal(signal.SIGUSR1, lambda *_: os._exit(1))
+        time.sleep(3600)
+    """)
+    daemon = sentinel(f"""
+        [programs.app]
+        command = {forker}
+        start_seconds = 0
+        stop_timeout = "1s"
+        [programs.app.liveness]
+        exec = {{ command = ["true"] }}
+        period = "50ms"
+    """)
+    pid = daemon.wait_event(state_is("app", "RUNNING"))["pid"]
+    daemon.next_event(lambda e: e["event"] == "probe_result" and e["process"] == "app")
+    (leftover,) = wait_until(lambda: _children(pid), what="the forked child")
+    os.kill(pid, signal.SIGUSR1)
+    stopping = daemon.next_event(state_is("app", "STOPPING"))
+    assert stopping["pid"] is None
+    assert stopping["reason"] == "exited with 1; stopping what it left behind"
+    status = daemon.status("app")
+    assert (status["state"], status["pid"], status["exit_code"]) == ("STOPPING", None, 1)
+    metrics = daemon.api("GET", "/metrics").text
+    assert 'sentinel_program_up{program="app",group="app"} 0.0\n' in metrics
+    assert 'sentinel_program_state{program="app",group="app",state="STOPPING"} 1.0\n' in metrics
+
+    restart = daemon.next_event(lambda e: e["event"] == "restart", timeout=5)
+    assert (restart["reason"], restart["exit_code"]) == ("exited", 1)
+    assert 1.0 <= restart["timestamp"] - stopping["timestamp"] < 1.5  # stop_timeout, then KILL
+    assert not pid_alive(leftover)
+    between = daemon.events[daemon.events.index(stopping) :]
+    assert not [e for e in between if e["event"] == "probe_result"]
+    assert "app: still running 1s after the stop signal: SIGKILL" in daemon.log()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def test_priority_order_on_start_and_stop(sentinel: Start) -> None:

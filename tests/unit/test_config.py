@@ -35,6 +35,12 @@ def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
 
 
+def test_a_size_is_exact_however_long() -> None:
+    """A size is computed exactly, not in floats: no rounding, no infinity."""
+    assert parse_size("1.1GB") == 1_100_000_000
+    assert parse_size("9" * 400 + "B") == int("9" * 400)
+
+
 @pytest.mark.parametrize(
     ("body", "key", "expected"),
     [
@@ -49,6 +55,19 @@ def test_sizes(text: object, size: int) -> None:
         ('stdout = { max_bytes = "lots" }', "programs.web.stdout.max_bytes", "expected a size"),
         ("exit_codes = [300]", "programs.web.exit_codes[0]", "less than or equal to 255"),
         ('user = "no-such-user-here"', "programs.web.user", "expected an existing user"),
+        # NaN and infinities are TOML floats, and NaN passes every "less than" check.
+        ("start_seconds = nan", "programs.web.start_seconds", "expected a duration between"),
+        ("stop_timeout = inf", "programs.web.stop_timeout", "expected a duration between"),
+        (
+            "liveness = { tcp = { port = 1 }, period = nan }",
+            "programs.web.liveness.period",
+            "between",
+        ),
+        ('backoff = { max = "99999999d" }', "programs.web.backoff.max", "between 0 and 10 years"),
+        ("backoff = { multiplier = inf }", "programs.web.backoff.multiplier", "finite number"),
+        ("backoff = { jitter = nan }", "programs.web.backoff.jitter", "finite number"),
+        ("flapping = { window = -inf }", "programs.web.flapping.window", "between"),
+        ("stdout = { max_bytes = 1.5e300 }", "programs.web.stdout.max_bytes", "expected a size"),
     ],
 )
 def test_bad_value_names_file_key_and_expectation(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
+import dataclasses
+import math
+import random
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from sentinel.events import (
     BackoffStarted,
@@ -15,26 +18,47 @@ from sentinel.events import (
     ProbeResultEvent,
     Restart,
 )
-from sentinel.metrics import SentinelCollector, make_registry
-from sentinel.model import Program
-from sentinel.states import ProcessState, RestartReason
+from sentinel.metrics import SentinelCollector, go_float, make_registry
+from sentinel.snapshot import ProcessSnapshot
+from sentinel.states import Health, ProcessState, RestartReason
+
+HOSTILE = 'we"ird\\one\nline two ✓ {x="y"}'
 
 
-def driver(name: str, state: ProcessState = ProcessState.RUNNING, **settings: Any) -> Any:
-    program = Program.model_validate({"command": ["x"], **settings})
-    spec = SimpleNamespace(name=name, group="pool", settings=program)
-    machine = SimpleNamespace(
-        state=state, backoff_delay=1.5, flapping=False, last_exit_code=-9, pid=None
+def snapshot(
+    name: str, state: ProcessState = ProcessState.RUNNING, **fields: object
+) -> ProcessSnapshot:
+    base = ProcessSnapshot(
+        name=name,
+        program=name,
+        group="pool",
+        priority=999,
+        state=state,
+        pid=None,
+        exit_code=-9,
+        restarts=0,
+        uptime_seconds=0.0,
+        start_time=1795600000.25,
+        health=Health.UNKNOWN,
+        ready=False,
+        probes=(),
+        configured_probes=(),
+        backoff_attempt=0,
+        backoff_delay_seconds=1.5,
+        backoff_remaining_seconds=0.0,
+        flapping=False,
+        detail="",
     )
-    return SimpleNamespace(spec=spec, machine=machine, started_at=1795600000.25)
+    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
 
 
-def collector() -> SentinelCollector:
-    drivers = [
-        driver("web", liveness={"tcp": {"port": 1}}),
-        driver('we"ird\\one', ProcessState.FATAL),
+def collector(*extra: ProcessSnapshot) -> SentinelCollector:
+    snapshots = [
+        snapshot("web", configured_probes=("liveness",)),
+        snapshot(HOSTILE, ProcessState.FATAL, group=HOSTILE),
+        *extra,
     ]
-    metrics = SentinelCollector(lambda: drivers)
+    metrics = SentinelCollector(lambda: snapshots)
     for event in (
         Restart(
             process="web",
@@ -57,19 +81,49 @@ def collector() -> SentinelCollector:
     return metrics
 
 
-def samples(text: bytes) -> list[tuple[str, str, tuple[tuple[str, str], ...], float]]:
-    """Every sample of an exposition, with its family's type, in order."""
-    return [
-        (s.name, f.type, tuple(sorted(s.labels.items())), s.value)
+def samples(text: bytes) -> list[tuple[str, str, tuple[tuple[str, str], ...], str]]:
+    """Every sample of an exposition, with its family's type, in order, each value as it is
+    written (NaN is not equal to itself as a float, and "1e+06" is not "1000000.0")."""
+    lines = text.decode().splitlines()
+    values = [line.rsplit(" ", 1)[1] for line in lines if not line.startswith("#")]
+    parsed = [
+        (s.name, f.type, tuple(sorted(s.labels.items())))
         for f in text_string_to_metric_families(text.decode())
         for s in f.samples
     ]
+    assert len(parsed) == len(values)
+    return [(*p, v) for p, v in zip(parsed, values, strict=True)]
+
+
+def render(metrics: SentinelCollector) -> bytes:
+    return metrics.render(metrics.sample())
 
 
 def test_fast_rendering_is_what_prometheus_client_writes() -> None:
-    """render() has exactly the samples, types and order generate_latest writes."""
-    metrics = collector()
-    ours, theirs = metrics.render(), generate_latest(make_registry(metrics))
+    """render() writes the samples generate_latest writes for the same families: hostile
+    label values (quotes, backslashes, newlines, braces, non-ASCII), NaN, +Inf, -Inf, -0.0
+    and large values included."""
+    metrics = collector(
+        snapshot(
+            "odd",
+            backoff_delay_seconds=math.inf,
+            start_time=math.nan,
+            exit_code=-(2**40),
+            configured_probes=("readiness",),
+        ),
+        snapshot("neg", backoff_delay_seconds=-math.inf, start_time=-0.0),
+        snapshot("big", backoff_delay_seconds=1e22, start_time=123456789.123),
+    )
+    for latency in (math.inf, math.nan, 1e-9):
+        metrics.on_event(
+            ProbeResultEvent(
+                process="odd", group="pool", probe="readiness", ok=True, latency=latency, detail=""
+            )
+        )
+    ours, theirs = render(metrics), generate_latest(make_registry(metrics))
+    # Label order differs (ours: program, group, then the rest; theirs: sorted), which the
+    # format allows; everything else is the same, comments included. CPU and memory are
+    # read from /proc at render time: zeros for these pid-less processes.
     assert samples(ours) == samples(theirs)
     comments = [
         [line for line in text.splitlines() if line.startswith(b"#")] for text in (ours, theirs)
@@ -79,7 +133,7 @@ def test_fast_rendering_is_what_prometheus_client_writes() -> None:
 
 def test_counts_and_zeros() -> None:
     """Counters move with events; every process has every series, zeros included."""
-    text = collector().render().decode()
+    text = render(collector()).decode()
     web = 'program="web",group="pool"'
     for line in (
         f'sentinel_program_restarts_total{{{web},reason="liveness"}} 1.0',
@@ -88,17 +142,65 @@ def test_counts_and_zeros() -> None:
         f'sentinel_probe_failures_total{{{web},probe="liveness"}} 1.0',
         f'sentinel_probe_duration_seconds_bucket{{{web},probe="liveness",le="0.005"}} 1.0',
         f'sentinel_probe_duration_seconds_count{{{web},probe="liveness"}} 2.0',
-        'sentinel_program_state{program="we\\"ird\\\\one",group="pool",state="FATAL"} 1.0',
+        'sentinel_program_state{program="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",'
+        'group="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",state="FATAL"} 1.0',
         'sentinel_notifications_total{result="suppressed"} 1.0',
     ):
         assert line + "\n" in text, line
     assert "_created" not in text
+    parsed = samples(text.encode())  # and Prometheus's own parser reads it back
+    assert (
+        "sentinel_program_up",
+        "gauge",
+        (("group", "pool"), ("program", "web")),
+        "1.0",
+    ) in parsed
+
+
+def test_a_sample_is_frozen_at_the_moment_it_is_taken() -> None:
+    """What the loop changes after sample() does not reach a render of that sample (the
+    render runs on another thread)."""
+    metrics = collector()
+    before = metrics.sample()
+    metrics.on_event(
+        Restart(
+            process="web",
+            group="pool",
+            reason=RestartReason.EXITED,
+            exit_code=1,
+            detail="",
+            restarts=2,
+        )
+    )
+    exited = 'sentinel_program_restarts_total{program="web",group="pool",reason="exited"}'
+    assert f"{exited} 0.0\n" in metrics.render(before).decode()
+    assert f"{exited} 1.0\n" in render(metrics).decode()
 
 
 def test_removed_process_forgets_its_counts() -> None:
     """A process removed by a reload starts from zero if it comes back."""
     metrics = collector()
     web = 'sentinel_program_restarts_total{program="web",group="pool",reason="liveness"}'
-    assert f"{web} 1.0\n" in metrics.render().decode()
+    assert f"{web} 1.0\n" in render(metrics).decode()
     metrics.on_event(ConfigReloaded(ok=True, removed=("web",)))
-    assert f"{web} 0.0\n" in metrics.render().decode()
+    assert f"{web} 0.0\n" in render(metrics).decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.0, -0.0, 1.0, -1.0, 0.5, 1e-9, 123456.0, 1234567.0, 1e6, 1e21, 1e22, 2.5e300,
+        -1234567.0, 1 / 3, 2**53 + 0.0, math.inf, -math.inf, math.nan, 5e-324,
+    ],
+)  # fmt: skip
+def test_go_float_is_prometheus_clients(value: float) -> None:
+    """Values are written as prometheus-client writes them (Go's float syntax)."""
+    assert go_float(value) == floatToGoString(value)
+
+
+def test_go_float_on_random_values() -> None:
+    """The same on a spread of magnitudes and signs."""
+    rng = random.Random(7)
+    for _ in range(20000):
+        value = rng.choice((-1, 1)) * rng.random() * 10 ** rng.randint(-30, 30)
+        assert go_float(value) == floatToGoString(value), value

@@ -21,16 +21,32 @@ from sentinel.events import (
 )
 from sentinel.model import NotifySection
 from sentinel.notify import Alert, Notifier, ProcessContext, check
-from sentinel.states import RestartReason
+from sentinel.snapshot import ProbeStatus, ProcessSnapshot
+from sentinel.states import Health, ProcessState, RestartReason
 
-CONTEXT = ProcessContext(
-    tags=("team-web",),
-    enabled=True,
-    state="RUNNING",
-    restarts=1,
+SNAPSHOT = ProcessSnapshot(
+    name="web",
+    program="web",
+    group="web",
+    priority=999,
+    state=ProcessState.RUNNING,
+    pid=42,
     exit_code=1,
-    probe_detail="",
-    log_tail="Traceback: boom",
+    restarts=1,
+    uptime_seconds=3.0,
+    start_time=1795600000.0,
+    health=Health.UNHEALTHY,
+    ready=False,
+    probes=(ProbeStatus("liveness", False, "HTTP 503", 0.002),),
+    configured_probes=("liveness",),
+    backoff_attempt=1,
+    backoff_delay_seconds=0.0,
+    backoff_remaining_seconds=0.0,
+    flapping=False,
+    detail="up for 1s",
+)
+CONTEXT = ProcessContext(
+    tags=("team-web",), enabled=True, snapshot=SNAPSHOT, read_tail=lambda: "Traceback: boom"
 )
 
 
@@ -84,18 +100,22 @@ def test_cooldown_suppresses_counts_and_summarises() -> None:
     clock.now += 300
     n.on_event(restart())
     (alert,) = queued(n)
-    assert "(4 restart alerts for web were suppressed since" in alert.body
+    assert "(4 restart alerts for web were suppressed since" in alert.footer
 
 
 def test_alert_content_and_routing() -> None:
-    """Headline, apprise type, body with state, exit code, restarts and log; the program's tags."""
+    """Headline, apprise type, body with state, exit code, restarts, the failing probe and the
+    log's tail (read by the worker, not on the bus); the program's tags."""
     n = notifier(Clock(), [])
     n.on_event(restart())
     (alert,) = queued(n)
     assert alert.headline == "web restarted (exited with 1)"
     assert (alert.notify_type, alert.tags) == ("warning", ("team-web",))
-    for text in ("state: RUNNING", "exit code: 1", "restarts: 1", "Traceback: boom"):
-        assert text in alert.body
+    assert "Traceback" not in alert.body and alert.read_tail is not None
+    text = alert.text(alert.read_tail())
+    for line in ("state: RUNNING", "exit code: 1", "restarts: 1", "probe: liveness: HTTP 503"):
+        assert line in alert.body
+    assert text.endswith("\n\nlast lines of the log:\nTraceback: boom")
 
 
 def test_only_configured_events_and_enabled_programs() -> None:
@@ -129,10 +149,10 @@ def test_digest_of_several_alerts() -> None:
     """Alerts batched together make one message titled by count, typed by the worst."""
     n = notifier(Clock(), [])
     alerts = [
-        Alert("web", "restart", "web restarted (x)", "b1", "warning", ()),
-        Alert("db", "fatal", "db FATAL (y)", "b2", "failure", ()),
+        Alert("web", "restart", "web restarted (x)", "b1", "", "warning", ()),
+        Alert("db", "fatal", "db FATAL (y)", "b2", "", "failure", ()),
     ]
-    title, body, kind = n._digest(alerts)
+    title, body, kind = n._digest([(a, a.text("")) for a in alerts])
     assert title == "[sentinel@host] 2 alerts: web restarted (x); db FATAL (y)"
     assert kind == "failure" and "== db FATAL (y)\nb2" in body
 
@@ -168,7 +188,7 @@ def test_what_was_suppressed_is_told_in_the_programs_next_message() -> None:
     n.on_event(Fatal(process="web", group="web", detail="3 failed starts", exit_code=1))
     alerts = queued(n)
     assert [a.kind for a in alerts] == ["restart", "fatal"]
-    assert "(2 restart alerts for web were suppressed since" in alerts[1].body
+    assert "(2 restart alerts for web were suppressed since" in alerts[1].footer
 
 
 def test_notify_tags_must_name_a_tag_some_url_has(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -87,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     p = command("events", _events, "print recent events; with -f, follow the stream")
     p.add_argument("-f", "--follow", action="store_true")
     command("notify-test", _notify_test, "send a test alert to every configured URL")
+    command(
+        "hash-password",
+        _hash_password,
+        "read a password on stdin (not echoed on a terminal), print its hash for [control] users",
+    )
     command("reload", _reload, "re-read the config; restart only what changed")
     command("shutdown", _shutdown, "stop every process, then the daemon")
     return parser
@@ -131,6 +137,23 @@ def _notify_test(args: argparse.Namespace) -> int:
     for url, ok in results:
         print(f"{'ok    ' if ok else 'FAILED'}  {url}")
     return EXIT_OK if all(ok for _, ok in results) else EXIT_NOT_IN_STATE
+
+
+def _hash_password(_: argparse.Namespace) -> int:
+    from sentinel.auth import hash_password  # noqa: PLC0415 (only this command needs it)
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("sentinel: the passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("sentinel: an empty password is not a password", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK
 
 
 # --- client commands --------------------------------------------------------------------------

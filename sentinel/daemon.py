@@ -13,15 +13,16 @@ import functools
 import logging
 import os
 import signal
-import socket
 from collections import deque
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sentinel import __version__, notify
 from sentinel.api.app import create_app
+from sentinel.api.listeners import open_listeners
 from sentinel.api.serve import ControlServer
+from sentinel.audit import AuditLog
+from sentinel.auth import Credentials, Role, is_legacy
 from sentinel.bus import EventBus
 from sentinel.config import find_config, load
 from sentinel.errors import ConfigError
@@ -122,14 +123,35 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
-        server = ControlServer(create_app(self), list(self._bind()))
+        control = self.config.control
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        audit_log = AuditLog(self.config.state_dir / "audit.jsonl")
+        credentials = Credentials(
+            (u.name, u.password_hash, Role.named(u.role)) for u in control.users
+        )
+        for user in control.users:
+            if is_legacy(user.password_hash):
+                log.warning(
+                    "user %s has an unsalted {SHA} password hash (Supervisor's): replace it "
+                    "with one from `sentinel hash-password`",
+                    user.name,
+                )
+        listeners, self.http_address = open_listeners(
+            control,
+            self.config.socket_path,
+            str(self.config.path),
+            lambda policy: create_app(self, policy, credentials, audit_log),
+        )
+        server = ControlServer(listeners)
         await server.start()
+        scheme = "https" if control.tls_cert else "http"
         log.info(
-            "sentinel %s: control socket %s%s; %d processes",
+            "sentinel %s: control socket %s%s; %d processes; without a password: %s",
             __version__,
             self.config.socket_path,
-            f", http://{self.http_address}" if self.http_address else "",
+            f", {scheme}://{self.http_address}" if self.http_address else "",
             len(self.config.processes),
+            f"{control.anonymous} (root and uid {os.geteuid()} on the socket: admin)",
         )
         self._scheduler.start()
         self.notifier.start()
@@ -151,6 +173,7 @@ class Daemon:
             self._reaper.close()
             with contextlib.suppress(FileNotFoundError):
                 self.config.socket_path.unlink()
+            audit_log.close()
         log.info("sentinel stopped")
         return 0
 
@@ -177,40 +200,6 @@ class Daemon:
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # logged in reload
-
-    def _bind(self) -> Iterator[socket.socket]:
-        path = self.config.socket_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_socket(path)
-        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o777 & ~self.config.control.socket_mode)  # no window at 0666
-        try:
-            unix.bind(str(path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, self.config.control.socket_mode)
-        unix.listen(128)
-        yield unix
-        address = self.config.control.http_host_port
-        if address is not None:
-            tcp = socket.create_server(address, backlog=128)
-            host, port = tcp.getsockname()[:2]
-            self.http_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            yield tcp
-
-
-def _remove_stale_socket(path: Path) -> None:
-    if not path.exists():
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        path.unlink(missing_ok=True)  # left by a sentinel that died
-        return
-    finally:
-        probe.close()
-    raise ConfigError.single(str(path), "control.socket", "another sentinel is running on it")
 
 
 def _kill_leftovers() -> None:

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from sentinel.auth import check_hash_format
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
@@ -120,32 +122,71 @@ class SentinelSection(Frozen):
     log_format: Literal["text", "json"] = "text"
 
 
+RoleName = Literal["viewer", "operator", "admin"]
+
+
+class User(Frozen):
+    """A person or a tool that may use the control API over HTTP."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]*$", max_length=64)
+    password_hash: str  # made by `sentinel hash-password`; Supervisor's {SHA} form is accepted
+    role: RoleName = "viewer"
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_hash(cls, value: str) -> str:
+        return check_hash_format(value)
+
+
 class ControlSection(Frozen):
     socket: str = "sentinel.sock"
     socket_mode: Annotated[int, BeforeValidator(parse_umask)] = 0o600  # octal, like umask
+    socket_group: str | None = None  # the socket's group, to share it with socket_mode 0660
     http: str | None = None
+    users: list[User] = []
+    # Callers who give no password: "none", or a role. Default: "viewer" without users,
+    # "none" with them.
+    anonymous_role: Literal["none", "viewer", "operator", "admin"] | None = None
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$")]] = []
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @field_validator("http")
     @classmethod
-    def _loopback_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        host, _, port = value.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f'expected "HOST:PORT" like "127.0.0.1:9001", got {value!r}')
-        # Until users and roles exist, the HTTP listener must not be reachable from the network.
-        if host != "localhost":
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = False
-            if not loopback:
-                raise ValueError(
-                    f"{host!r} is not a loopback address: sentinel refuses to serve its control "
-                    'API on the network without users; use "127.0.0.1:PORT"'
-                )
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f'expected "HOST:PORT" like "127.0.0.1:9001", got {value!r}')
         return value
+
+    @field_validator("users")
+    @classmethod
+    def _unique_names(cls, value: list[User]) -> list[User]:
+        names = [user.name for user in value]
+        if len(set(names)) != len(names):
+            raise ValueError("expected each user once")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_on_the_network(self) -> ControlSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.http is None or self.http_is_loopback:
+            return self
+        if not self.users:
+            raise ValueError(
+                f"{self.http!r} is not a loopback address: sentinel serves its control API on "
+                'the network only to users with passwords. Add users = [{ name = "ops", '
+                'password_hash = "...", role = "operator" }] (`sentinel hash-password` makes '
+                'the hash), or listen on "127.0.0.1:PORT"'
+            )
+        if self.anonymous_role in ("operator", "admin"):
+            raise ValueError(
+                f"anonymous_role = {self.anonymous_role!r} would let anyone on the network "
+                f'change processes through {self.http!r}: use "none" or "viewer"'
+            )
+        return self
 
     @property
     def http_host_port(self) -> tuple[str, int] | None:
@@ -153,6 +194,27 @@ class ControlSection(Frozen):
             return None
         host, _, port = self.http.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def http_is_loopback(self) -> bool:
+        address = self.http_host_port
+        return address is not None and is_loopback(address[0])
+
+    @property
+    def anonymous(self) -> str:
+        """The role of a caller who gives no password (see anonymous_role)."""
+        if self.anonymous_role is not None:
+            return self.anonymous_role
+        return "none" if self.users else "viewer"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]

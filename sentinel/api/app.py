@@ -1,6 +1,10 @@
 """The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown.
 
-Built by `create_app(control)`; the daemon serves it with uvicorn on its own event loop.
+Built by `create_app(control, policy, credentials, audit)`, one app per listener, behind the
+listener's `Guard` (security.py); the daemon serves it with uvicorn on its own event loop.
+Every route says which role it needs; every query parameter is checked (400, never 500);
+log reads are bounded (a length cap, read off the loop); calls that change something are
+audited.
 """
 
 from __future__ import annotations
@@ -8,72 +12,36 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from sentinel import __version__
-from sentinel.bus import EventBus
+from sentinel.api.control import (
+    BadRequest,
+    Control,
+    LogReader,
+    query_bool,
+    query_choice,
+    query_int,
+)
+from sentinel.api.security import Guard, ListenerPolicy, audit, requires
+from sentinel.audit import AuditLog
+from sentinel.auth import Credentials, Role
 from sentinel.errors import ConfigError, NoSuchProcess
-from sentinel.events import ConfigReloaded, Event
-from sentinel.metrics import CONTENT_TYPE, SentinelCollector
+from sentinel.events import Event
+from sentinel.metrics import CONTENT_TYPE
 from sentinel.model import parse_signal
-from sentinel.snapshot import ProcessSnapshot
 
 TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
-
-
-class LogReader(Protocol):
-    """A process's captured output (logs.LogCapture)."""
-
-    @property
-    def written(self) -> int: ...
-
-    def read(self, offset: int, length: int) -> tuple[bytes, int]: ...
-
-    async def wait_written(self, after: int) -> int: ...
-
-
-class Processes(Protocol):
-    """The supervised processes, by name (supervisor.Supervisor)."""
-
-    def select(self, names: Iterable[str]) -> list[str]: ...
-
-    def snapshots(self, names: Iterable[str] = ...) -> list[ProcessSnapshot]: ...
-
-    def log(self, name: str, stream: str) -> LogReader | None: ...
-
-    async def start(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
-
-    async def stop(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
-
-    async def restart(self, names: Iterable[str], wait: bool = ...) -> dict[str, bool]: ...
-
-    def signal(self, names: Iterable[str], sig: signal.Signals) -> dict[str, bool]: ...
-
-
-class Control(Protocol):
-    """What the API needs from the daemon."""
-
-    @property
-    def processes(self) -> Processes: ...
-
-    bus: EventBus
-    closing: asyncio.Event  # set when the daemon shuts down: ends the streams
-    metrics: SentinelCollector
-    http_address: str | None  # where [control].http listens, as bound
-
-    @property
-    def recent(self) -> Sequence[Event]:
-        """The last events, oldest first."""
-
-    async def reload(self) -> ConfigReloaded: ...
-
-    def request_shutdown(self) -> None: ...
+MAX_LOG_READ = 1 << 20  # bytes one log read returns at most (length 0: "to the end", capped)
+MAX_HISTORY = 1000  # events replayed at most on the event stream
+STREAMS = ("stdout", "stderr")
 
 
 class _Endpoints:
@@ -100,7 +68,13 @@ class _Endpoints:
         (snapshot,) = self.processes.snapshots([request.path_params["name"]])
         return JSONResponse(snapshot.to_dict())
 
-    async def command(self, request: Request) -> Response:
+    def command(self, action: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await self._command(request, action)
+
+        return endpoint
+
+    async def _command(self, request: Request, action: str) -> Response:
         params = request.path_params
         if "name" in params:
             selection = params["name"]
@@ -108,49 +82,52 @@ class _Endpoints:
             selection = f"{params['group']}:*"
         else:
             selection = "all"
-        action = params["action"]
-        if action not in _ACTIONS:
-            return _error(404, f"no such command: {action} (one of {', '.join(_ACTIONS)})")
+        wait = query_bool(request, "wait", True)
+        sig = await _requested_signal(request) if action == "signal" else None
         names = self.processes.select([selection])
-        wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
-        if action == "signal":
-            results = self.processes.signal(names, await _requested_signal(request))
+        if sig is not None:
+            results = self.processes.signal(names, sig)
         elif action == "start":
             results = await self.processes.start(names, wait)
         elif action == "stop":
             results = await self.processes.stop(names, wait)
         else:
             results = await self.processes.restart(names, wait)
+        failed = sorted(name for name, ok in results.items() if not ok)
+        what = action if sig is None else f"signal {sig.name}"
+        audit(request, what, selection, f"failed: {', '.join(failed)}" if failed else "ok")
         return JSONResponse(
             {
-                "ok": all(results.values()),
+                "ok": not failed,
                 "results": results,
                 "processes": [p.to_dict() for p in self.processes.snapshots(names)],
             }
         )
 
-    def _log_of(self, request: Request) -> LogReader | None:
-        stream = request.query_params.get("stream", "stdout")
-        return self.processes.log(request.path_params["name"], stream)
+    def _log_of(self, request: Request) -> LogReader:
+        stream = query_choice(request, "stream", STREAMS)
+        capture = self.processes.log(request.path_params["name"], stream)
+        if capture is None:
+            raise NoSuchProcess(f'the {stream} of this process is not captured (path = "none")')
+        return capture
 
     async def read_log(self, request: Request) -> Response:
+        """Like Supervisor's readProcessLog: a negative offset counts from the end; length 0
+        reads to the end. At most MAX_LOG_READ bytes: the offset header says where to go on."""
         capture = self._log_of(request)
-        if capture is None:
-            return _error(404, 'this process\'s output is not captured (path = "none")')
-        offset = int(request.query_params.get("offset", -TAIL_BYTES))
-        length = int(request.query_params.get("length", 0))
-        data, end = capture.read(offset, length)
+        offset = query_int(request, "offset", -TAIL_BYTES, -(1 << 62), 1 << 62)
+        length = query_int(request, "length", 0, 0, 1 << 62)
+        length = MAX_LOG_READ if length == 0 else min(length, MAX_LOG_READ)
+        data, end = await asyncio.to_thread(capture.read, offset, length)
         return Response(
             data, media_type="application/octet-stream", headers={"X-Log-Offset": str(end)}
         )
 
     async def follow_log(self, request: Request) -> Response:
         capture = self._log_of(request)
-        if capture is None:
-            return _error(404, 'this process\'s output is not captured (path = "none")')
 
         async def chunks() -> AsyncIterator[str]:
-            data, offset = capture.read(-TAIL_BYTES, 0)
+            data, offset = await asyncio.to_thread(capture.read, -TAIL_BYTES, 0)
             written = capture.written
             yield _sse({"data": data.decode(errors="replace")})
             while not self.control.closing.is_set():
@@ -167,11 +144,13 @@ class _Endpoints:
                 if waiting.exception() is not None:  # CaptureClosed: removed, or shutting down
                     return
                 written = waiting.result()
-                data, new_offset = capture.read(offset, 0)
-                if new_offset < offset:  # rotated: the current file starts over
-                    data, new_offset = capture.read(0, 0)
-                offset = new_offset
-                if data:
+                while True:  # in bounded chunks, however much arrived meanwhile
+                    data, new_offset = await asyncio.to_thread(capture.read, offset, MAX_LOG_READ)
+                    if new_offset < offset:  # rotated: the current file starts over
+                        data, new_offset = await asyncio.to_thread(capture.read, 0, MAX_LOG_READ)
+                    offset = new_offset
+                    if not data:
+                        break
                     yield _sse({"data": data.decode(errors="replace")})
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
@@ -179,8 +158,8 @@ class _Endpoints:
     async def events(self, request: Request) -> Response:
         """SSE: the last `history` events, then (unless follow=false) every new one."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
-        history = int(request.query_params.get("history", 0))
-        follow = request.query_params.get("follow", "true").lower() not in ("false", "0", "no")
+        history = query_int(request, "history", 0, 0, MAX_HISTORY)
+        follow = query_bool(request, "follow", True)
 
         def enqueue(event: Event) -> None:
             if not queue.full():  # a reader that cannot keep up loses events, not the daemon
@@ -209,59 +188,74 @@ class _Endpoints:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    async def reload(self, _: Request) -> Response:
+    async def reload(self, request: Request) -> Response:
         try:
             result = await self.control.reload()
         except ConfigError as exc:
+            audit(request, "reload", "config", "rejected")
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        audit(request, "reload", "config", "ok")
         return JSONResponse(result.to_dict())
 
-    async def shutdown(self, _: Request) -> Response:
+    async def shutdown(self, request: Request) -> Response:
+        audit(request, "shutdown", "sentinel", "ok")
         self.control.request_shutdown()
         return JSONResponse({"ok": True}, status_code=202)
 
 
-def create_app(control: Control) -> Starlette:
+def create_app(
+    control: Control,
+    policy: ListenerPolicy,
+    credentials: Credentials,
+    audit_log: AuditLog | None,
+    extra_routes: Callable[[Control], list[Route]] = lambda _: [],
+) -> ASGIApp:
+    """The API for one listener, behind its guard. `extra_routes` adds routes built on the
+    same control (the XML-RPC endpoint)."""
     e = _Endpoints(control)
-    commands = "{action:str}"
+    viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
     routes = [
-        Route("/healthz", e.healthz),
-        Route("/metrics", e.metrics),
-        Route("/api/v1/programs", e.programs),
-        Route("/api/v1/programs/{name:str}", e.program),
-        Route("/api/v1/programs/{name:str}/log", e.read_log),
-        Route("/api/v1/programs/{name:str}/log/follow", e.follow_log),
-        Route("/api/v1/programs/{name:str}/" + commands, e.command, methods=["POST"]),
-        Route("/api/v1/groups/{group:str}/" + commands, e.command, methods=["POST"]),
-        Route("/api/v1/all/" + commands, e.command, methods=["POST"]),
-        Route("/api/v1/events", e.events),
-        Route("/api/v1/reload", e.reload, methods=["POST"]),
-        Route("/api/v1/shutdown", e.shutdown, methods=["POST"]),
+        Route("/healthz", e.healthz),  # for monitors of sentinel itself: no role needed
+        Route("/metrics", requires(viewer, e.metrics)),
+        Route("/api/v1/programs", requires(viewer, e.programs)),
+        Route("/api/v1/programs/{name:str}", requires(viewer, e.program)),
+        Route("/api/v1/programs/{name:str}/log", requires(admin, e.read_log)),
+        Route("/api/v1/programs/{name:str}/log/follow", requires(admin, e.follow_log)),
+        Route("/api/v1/events", requires(viewer, e.events)),
+        Route("/api/v1/reload", requires(admin, e.reload), methods=["POST"]),
+        Route("/api/v1/shutdown", requires(admin, e.shutdown), methods=["POST"]),
     ]
-    handlers = {
+    for prefix in ("/api/v1/programs/{name:str}/", "/api/v1/groups/{group:str}/", "/api/v1/all/"):
+        routes += [
+            Route(prefix + verb, requires(operator, e.command(verb)), methods=["POST"])
+            for verb in ACTIONS
+        ]
+    routes += extra_routes(control)
+    handlers: dict[Any, Any] = {
         NoSuchProcess: lambda _, exc: _error(404, str(exc)),
-        _BadRequest: lambda _, exc: _error(400, str(exc)),
+        BadRequest: lambda _, exc: _error(400, str(exc)),
     }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    return Guard(app, policy, credentials, audit_log)
 
 
-class _BadRequest(Exception):
-    pass
-
-
-_ACTIONS = ("start", "stop", "restart", "signal")
+ACTIONS = ("start", "stop", "restart", "signal")
 
 
 async def _requested_signal(request: Request) -> signal.Signals:
     name = request.query_params.get("signal")
     if name is None and await request.body():
-        name = (await request.json()).get("signal")
-    if not name:
-        raise _BadRequest('name the signal: ?signal=HUP or {"signal": "HUP"}')
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest('expected a JSON body like {"signal": "HUP"}') from None
+        name = body.get("signal") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name:
+        raise BadRequest('name the signal: ?signal=HUP or {"signal": "HUP"}')
     try:
         return parse_signal(name.upper() if not name.isdigit() else int(name))
     except ValueError as exc:
-        raise _BadRequest(str(exc)) from None
+        raise BadRequest(str(exc)) from None
 
 
 def _error(status: int, message: str) -> Response:

@@ -1,0 +1,294 @@
+"""The guard in front of every listener: who is calling, may a browser have sent this, and how
+much may it cost. An ASGI middleware, one per listener.
+
+In order, for each HTTP request:
+1. Host (TCP listeners): the Host header must name the listener (its address, `localhost`,
+   or `[control] allowed_hosts`), else 421: a DNS-rebinding page cannot reach the API
+   through a name of its own.
+2. Cross-site (methods that change things): a foreign `Origin`, `Sec-Fetch-Site: cross-site`
+   or `same-site`, or a body that is neither JSON nor XML (a form, text/plain: what a page
+   can send without asking) is refused with 403.
+3. Size: a body over MAX_BODY is refused with 413 before a byte of it is read; a body that
+   trickles for longer than BODY_TIMEOUT is cut off with 408.
+4. Who: HTTP basic credentials of a configured user; else, on the unix socket, the peer's
+   uid (root and sentinel's own user are admin); else anonymous, with `anonymous_role`. A
+   wrong password is 401. Checking a password costs scrypt's tens of milliseconds, so it
+   runs off the event loop, one at a time, and a flood of attempts is refused with 429.
+The principal is put in the scope; each route (and each XML-RPC method) says which role it
+needs (`requires`). Refused calls that would have changed something are audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sentinel.audit import AuditLog
+from sentinel.auth import ANONYMOUS, Credentials, Principal, Role
+
+MAX_BODY = 1 << 20  # the biggest XML-RPC multicall a person sends is a few KiB
+BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive
+MAX_PENDING_LOGINS = 8  # password checks waiting at once; more is a flood: 429
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_TYPES = frozenset({"application/json", "text/xml", "application/xml"})
+PRINCIPAL = "sentinel.principal"  # scope key: the caller, a Principal
+GUARD = "sentinel.guard"  # scope key: the Guard that let the request in (it audits)
+PEER = "sentinel.peer"  # scope["state"] key, set by serve.py on the unix socket: (pid, uid, gid)
+REALM = 'Basic realm="sentinel", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class ListenerPolicy:
+    """What one listener accepts."""
+
+    unix: bool
+    hosts: frozenset[str]  # lower-case names the Host header may give (TCP listeners)
+    origins: frozenset[str]  # origins allowed to change things: "http://127.0.0.1:9001"
+    anonymous: Role
+    own_uid: int  # sentinel's own uid: a peer with it (or root) is admin on the unix socket
+
+
+def principal_of(request: Request) -> Principal:
+    principal = request.scope.get(PRINCIPAL, ANONYMOUS)
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def source_of(scope: Scope) -> str:
+    """Where a request came from, for the audit log."""
+    peer = scope.get("state", {}).get(PEER)
+    if peer is not None:
+        pid, uid, _ = peer
+        return f"unix socket, uid {uid}, pid {pid}"
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: ListenerPolicy,
+        credentials: Credentials,
+        audit: AuditLog | None,
+    ) -> None:
+        self._app, self._policy, self._credentials, self._audit = app, policy, credentials, audit
+        self._checking = asyncio.Semaphore(1)
+        self._pending = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            status, message = refusal
+            await self.refuse(scope, status, message)(scope, receive, send)
+            return
+        scope[GUARD] = self
+        try:
+            principal = await self._principal(scope, headers)
+        except _TooManyLogins:
+            await self.refuse(scope, 429, "too many password checks at once")(scope, receive, send)
+            return
+        if principal is None:
+            await self.refuse(scope, 401, "wrong user name or password")(scope, receive, send)
+            return
+        scope[PRINCIPAL] = principal
+        await self._call(scope, _LimitedBody(receive), send)
+
+    def refuse(self, scope: Scope, status: int, message: str) -> Response:
+        """The answer to a refused request, audited when it would have changed something."""
+        if scope["method"] not in SAFE_METHODS:
+            self.record(scope, f"{scope['method']} {scope['path']}", "", f"refused: {message}")
+        headers = {"WWW-Authenticate": REALM} if status == 401 else None
+        return JSONResponse({"ok": False, "error": message}, status_code=status, headers=headers)
+
+    def record(self, scope: Scope, action: str, target: str, result: str) -> None:
+        """An audit entry for a call in `scope` (by whoever the guard found calling)."""
+        if self._audit is None:
+            return
+        principal = scope.get(PRINCIPAL, ANONYMOUS)
+        self._audit.record(
+            who=principal.name,
+            role=principal.role.label,
+            source=source_of(scope),
+            action=action,
+            target=target,
+            result=result,
+        )
+
+    # --- the checks -------------------------------------------------------------------------
+
+    def _refusal(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> tuple[int, str] | None:
+        policy = self._policy
+        if not policy.unix:
+            hosts = headers.get(b"host", [])
+            if len(hosts) != 1 or _host_name(hosts[0]) not in policy.hosts:
+                return 421, "this listener does not answer to that Host (see allowed_hosts)"
+        if scope["method"] not in SAFE_METHODS:
+            origins = headers.get(b"origin", [])
+            if origins and (len(origins) > 1 or origins[0].decode("latin-1") not in policy.origins):
+                return 403, "cross-site request refused (Origin)"
+            site = headers.get(b"sec-fetch-site", [b"same-origin"])[-1]
+            if site not in (b"same-origin", b"none"):
+                return 403, "cross-site request refused (Sec-Fetch-Site)"
+            if _has_body(headers) and _media_type(headers) not in BODY_TYPES:
+                return 403, "refused: a request that changes something must be JSON or XML-RPC"
+        lengths = headers.get(b"content-length", [])
+        if lengths and (not lengths[0].isdigit() or int(lengths[0]) > MAX_BODY):
+            return 413, f"request body over {MAX_BODY // 1024} KiB"
+        return None
+
+    async def _principal(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> Principal | None:
+        """The caller; None when credentials were given and are wrong."""
+        authorization = headers.get(b"authorization")
+        if authorization is not None:
+            given = _basic(authorization[-1])
+            if given is None or not self._credentials:
+                return None
+            return self._credentials.remembered(*given) or await self._check(*given)
+        peer = scope.get("state", {}).get(PEER)
+        if peer is not None and peer[1] in (0, self._policy.own_uid):
+            return Principal(f"uid {peer[1]}", Role.ADMIN, authenticated=True)
+        return Principal("anonymous", self._policy.anonymous, authenticated=False)
+
+    async def _check(self, name: str, password: str) -> Principal | None:
+        if self._pending >= MAX_PENDING_LOGINS:
+            raise _TooManyLogins
+        self._pending += 1
+        try:
+            async with self._checking:
+                return await asyncio.to_thread(self._credentials.check, name, password)
+        finally:
+            self._pending -= 1
+
+    async def _call(self, scope: Scope, receive: _LimitedBody, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracked)
+        except _BodyRefused as exc:
+            if started:
+                raise
+            await self.refuse(scope, exc.status, exc.message)(scope, receive, send)
+
+
+class _TooManyLogins(Exception):
+    pass
+
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class _LimitedBody:
+    """`receive` with the body capped at MAX_BODY bytes and BODY_TIMEOUT seconds in all. Once
+    the body is in, later calls (a streaming response waiting for the client to leave) pass
+    through untimed."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._size = 0
+        self._deadline: float | None = asyncio.get_running_loop().time() + BODY_TIMEOUT
+
+    async def __call__(self) -> Message:
+        if self._deadline is None:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            raise _BodyRefused(408, f"request body took over {BODY_TIMEOUT:g}s") from None
+        if message["type"] == "http.request":
+            self._size += len(message.get("body", b""))
+            if self._size > MAX_BODY:
+                raise _BodyRefused(413, f"request body over {MAX_BODY // 1024} KiB")
+            if not message.get("more_body", False):
+                self._deadline = None
+        return message
+
+
+def _headers(scope: Scope) -> dict[bytes, list[bytes]]:
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in scope["headers"]:
+        found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+def _host_name(value: bytes) -> str:
+    """The name in a Host header, without its port: "[::1]:9001" -> "[::1]"."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[: text.find("]") + 1]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _has_body(headers: dict[bytes, list[bytes]]) -> bool:
+    lengths = headers.get(b"content-length", [b"0"])
+    return b"transfer-encoding" in headers or lengths[-1] not in (b"0", b"")
+
+
+def _media_type(headers: dict[bytes, list[bytes]]) -> str:
+    value = headers.get(b"content-type", [b""])[-1].decode("latin-1")
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _basic(value: bytes) -> tuple[str, str] | None:
+    scheme, _, token = value.partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, colon, password = decoded.partition(":")
+    return (name, password) if colon else None
+
+
+def audit(request: Request, action: str, target: str, result: str) -> None:
+    """Record a call that changed something (or tried to), by whoever made `request`."""
+    guard = request.scope.get(GUARD)
+    if isinstance(guard, Guard):
+        guard.record(request.scope, action, target, result)
+
+
+def refusal(request: Request, role: Role) -> Response | None:
+    """None if the caller may do what needs `role`; else the refusal (401: log in; 403)."""
+    principal = principal_of(request)
+    if principal.role >= role:
+        return None
+    guard = request.scope[GUARD]
+    assert isinstance(guard, Guard)
+    if not principal.authenticated:
+        return guard.refuse(request.scope, 401, f"log in: this needs the {role.label} role")
+    return guard.refuse(
+        request.scope, 403, f"{principal.name} is a {principal.role.label}: this needs {role.label}"
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def requires(role: Role, endpoint: Endpoint) -> Endpoint:
+    """`endpoint`, answered only for callers with at least `role`."""
+
+    async def guarded(request: Request) -> Response:
+        return refusal(request, role) or await endpoint(request)
+
+    return guarded

@@ -68,18 +68,14 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 
 def check_hash_format(stored: str) -> str:
     """`stored` if it is a hash sentinel can check, else ValueError saying what is expected."""
-    match = _PHC.match(stored)
-    if match is not None:
-        ln, r, p = (int(match[i]) for i in (1, 2, 3))
-        if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
-            raise ValueError("scrypt parameters out of range (ln 1-20, r 1-32, p 1-16)")
-        return stored
-    if _SHA.match(stored):
-        return stored
-    raise ValueError(
-        'expected a hash made by `sentinel hash-password` ("$scrypt$...") or '
-        'Supervisor\'s "{SHA}..." form'
-    )
+    if _PHC.match(stored) and _scrypt_fields(stored) is None:
+        raise ValueError("scrypt parameters out of range (ln 1-20, r 1-32, p 1-16)")
+    if _scrypt_fields(stored) is None and not _SHA.match(stored):
+        raise ValueError(
+            'expected a hash made by `sentinel hash-password` ("$scrypt$...") or '
+            'Supervisor\'s "{SHA}..." form'
+        )
+    return stored
 
 
 def is_legacy(stored: str) -> bool:
@@ -89,17 +85,26 @@ def is_legacy(stored: str) -> bool:
 
 def verify_password(password: str, stored: str) -> bool:
     """Whether `password` matches the hash `stored`, compared in constant time."""
-    match = _PHC.match(stored)
-    if match is not None:
-        ln, r, p = (int(match[i]) for i in (1, 2, 3))
-        expected = _unb64(match[5])
-        actual = _scrypt(password, _unb64(match[4]), (ln, r, p), len(expected))
-        return hmac.compare_digest(actual, expected)
+    fields = _scrypt_fields(stored)
+    if fields is not None:
+        cost, salt, expected = fields
+        return hmac.compare_digest(_scrypt(password, salt, cost, len(expected)), expected)
     sha = _SHA.match(stored)
     if sha is not None:
         digest = hashlib.sha1(password.encode(), usedforsecurity=False).hexdigest()
         return hmac.compare_digest(digest, sha[1].lower())
     return False
+
+
+def _scrypt_fields(stored: str) -> tuple[tuple[int, int, int], bytes, bytes] | None:
+    """(ln, r, p), salt and hash of a PHC scrypt string with sane parameters; else None."""
+    match = _PHC.match(stored)
+    if match is None:
+        return None
+    ln, r, p = (int(match[i]) for i in (1, 2, 3))
+    if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        return None
+    return (ln, r, p), _unb64(match[4]), _unb64(match[5])
 
 
 class Credentials:

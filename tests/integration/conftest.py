@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ class SentinelProcess:
         self.directory = directory
         self.config_path = directory / "sentinel.toml"
         self.config_path.write_text(textwrap.dedent(config))
-        self.socket = directory / "sentinel.sock"
+        control = tomllib.loads(textwrap.dedent(config)).get("control", {})
+        self.socket = directory / control.get("socket", "sentinel.sock")
         self.stderr_path = directory / "sentinel.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
         self.events: list[Event] = []

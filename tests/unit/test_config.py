@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.auth import hash_password
 from sentinel.config import load
 from sentinel.errors import ConfigError
 from sentinel.model import parse_duration, parse_size
@@ -160,11 +161,51 @@ def test_defaults_and_resolved_paths(tmp_path: Path) -> None:
     assert config.socket_path == tmp_path / "sentinel.sock"
 
 
-def test_non_loopback_http_is_refused(tmp_path: Path) -> None:
-    """Without users, the control API may only listen on loopback."""
-    path = write(tmp_path / "s.toml", '[control]\nhttp = "0.0.0.0:9001"\n')
-    with pytest.raises(ConfigError, match="not a loopback address"):
+HASH = hash_password("pw", salt=b"0123456789abcdef")
+
+
+@pytest.mark.parametrize(
+    ("control", "message"),
+    [
+        ('http = "0.0.0.0:9001"', "control: '0.0.0.0:9001' is not a loopback address"),
+        ('http = "[::]:9001"', "Add users = [{"),
+        (
+            f'http = "0.0.0.0:9001"\nanonymous_role = "operator"\n'
+            f'users = [{{ name = "a", password_hash = "{HASH}" }}]',
+            "anyone on the network",
+        ),
+        ('tls_cert = "c.pem"', "control: tls_cert and tls_key go together"),
+        (
+            'users = [{ name = "a", password_hash = "hunter2" }]',
+            "users[0].password_hash: expected a hash",
+        ),
+        (
+            f'users = [{{ name = "a", password_hash = "{HASH}" }}, '
+            f'{{ name = "a", password_hash = "{HASH}" }}]',
+            "control.users: expected each user once",
+        ),
+        (f'users = [{{ name = "a", password_hash = "{HASH}", role = "root" }}]', "users[0].role"),
+        ('http = "nowhere"', 'control.http: expected "HOST:PORT"'),
+    ],
+)
+def test_control_section_errors(tmp_path: Path, control: str, message: str) -> None:
+    """The network needs users; roles, hashes and TLS settings are checked."""
+    path = write(tmp_path / "s.toml", f"[control]\n{control}\n")
+    with pytest.raises(ConfigError) as info:
         load(path)
+    assert message in str(info.value)
+
+
+def test_network_with_users_is_accepted_and_anonymous_is_nobody(tmp_path: Path) -> None:
+    """With users, a non-loopback address is fine, and callers without a password get nothing
+    unless anonymous_role says otherwise; without users, loopback callers are viewers."""
+    path = write(
+        tmp_path / "s.toml",
+        f'[control]\nhttp = "0.0.0.0:9001"\nusers = [{{ name = "ops", password_hash = "{HASH}" }}]\n',
+    )
+    control = load(path).control
+    assert (control.anonymous, control.users[0].role) == ("none", "viewer")
+    assert load(write(tmp_path / "t.toml", "")).control.anonymous == "viewer"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,15 @@ from pydantic import ValidationError
 
 from sentinel.accounts import Account, lookup_user
 from sentinel.errors import ConfigError, ConfigProblem
-from sentinel.model import Config, ConfigFile, LogSpec, ProcessSpec, Program, expand_instance
+from sentinel.model import (
+    NAME_PATTERN,
+    Config,
+    ConfigFile,
+    LogSpec,
+    ProcessSpec,
+    Program,
+    expand_instance,
+)
 
 DEFAULT_LOCATIONS = (Path("sentinel.toml"), Path("/etc/sentinel/sentinel.toml"))
 _VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -65,12 +73,30 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
 
 
 def _as_first_instances(document: dict[str, Any]) -> dict[str, Any]:
-    """The document with each program as its first instance ({instance} = 0): a setting that
-    is only valid once expanded (a TCP port of "800{instance}") validates as it will run."""
+    """The document with each program as its first instance ({instance} = instances_start, or
+    0): a setting that is only valid once expanded (a TCP port of "800{instance}") validates
+    as it will run."""
     programs = document.get("programs")
     if not isinstance(programs, dict):
         return document
-    return {**document, "programs": {k: expand_instance(v, 0) for k, v in programs.items()}}
+    return {
+        **document,
+        "programs": {k: expand_instance(v, _first_instance(v)) for k, v in programs.items()},
+    }
+
+
+def _first_instance(program: Any) -> int:
+    start = program.get("instances_start", 0) if isinstance(program, dict) else 0
+    return start if isinstance(start, int) and not isinstance(start, bool) else 0
+
+
+def process_name(program_name: str, raw: Any, program: Program, instance: int) -> str:
+    """The name of one process of a program: from its `name` template (as written, before
+    {instance} is expanded), else the program's name, with _{instance} when there are more."""
+    template = raw.get("name") if isinstance(raw, dict) else None
+    if isinstance(template, str):
+        return expand_instance(template.replace("{program}", program_name), instance)  # type: ignore[no-any-return]
+    return program_name if program.instances == 1 else f"{program_name}_{instance}"
 
 
 def _read(
@@ -210,12 +236,13 @@ def _resolve(
     problems: list[ConfigProblem] = []
     users: dict[str, Account] = {}  # looked up once per name, however many instances use it
     for program_name, program in parsed.programs.items():
-        for instance in range(program.instances):
-            name = program_name if program.instances == 1 else f"{program_name}_{instance}"
+        first = program.instances_start
+        for instance in range(first, first + program.instances):
+            name = process_name(program_name, raw_programs[program_name], program, instance)
             try:
-                settings = (  # instance 0 was validated with the whole file
+                settings = (  # the first instance was validated with the whole file
                     Program.model_validate(expand_instance(raw_programs[program_name], instance))
-                    if instance
+                    if instance != first
                     else program
                 )
             except ValidationError as exc:  # valid as instance 0, not as this one
@@ -249,6 +276,15 @@ def _resolve(
             )
     seen: dict[str, str] = {}
     for spec in processes:
+        if not re.match(NAME_PATTERN, spec.name):
+            problems.append(
+                ConfigProblem(
+                    str(origin[spec.program]),
+                    f"programs.{spec.program}.name",
+                    f"the template gives {spec.name!r}: expected letters, digits, _ . - "
+                    "(and {program}, {instance} or {instance:02d})",
+                )
+            )
         if spec.name in seen:
             problems.append(
                 ConfigProblem(

@@ -6,6 +6,7 @@ pydantic's errors into `ConfigError`s that name the file and the key path.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import shlex
@@ -319,6 +320,13 @@ class ExecCheck(Frozen):
     command: Annotated[list[str] | None, BeforeValidator(parse_command)] = None
     check: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")  # a bundled check
     args: list[str] = []
+    # How the exit code reads: "kubernetes", any non-zero exit fails; "nagios", 1 (WARNING)
+    # passes and is reported, 2 and 3 fail. Default: nagios for bundled checks, else kubernetes.
+    codes: Literal["kubernetes", "nagios"] | None = None
+
+    @property
+    def nagios(self) -> bool:
+        return self.codes == "nagios" or (self.codes is None and self.check is not None)
 
     @field_validator("check")
     @classmethod
@@ -371,6 +379,11 @@ class Program(Frozen):
     user: str | None = None
     umask: Annotated[int | None, BeforeValidator(parse_umask)] = None
     instances: int = Field(default=1, ge=1, le=10000)
+    instances_start: int = Field(default=0, ge=0, le=10**6)  # the first {instance} number
+    # The process-name template: "{program}_{instance:02d}". Without it a program's one process
+    # is named after it, and n > 1 are "{program}_{instance}"; with it, names stay the same
+    # whatever the count (scaling to or from 1 renames nothing).
+    name: str | None = None  # each name it makes is checked like a program's
     priority: int = 999
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
     autostart: bool = True
@@ -413,7 +426,7 @@ class ConfigFile(Frozen):
 class ProcessSpec:
     """One process to supervise: its program's settings, {instance} expanded, paths resolved."""
 
-    name: str  # "web", or "web_0".."web_{n-1}" when the program has instances > 1
+    name: str  # "web", or "web_0".."web_{n-1}" with instances > 1, or from the name template
     program: str
     group: str
     instance: int
@@ -424,6 +437,13 @@ class ProcessSpec:
     @property
     def priority(self) -> int:
         return self.settings.priority
+
+    def as_run(self) -> ProcessSpec:
+        """The spec without what only says how many run (instances, instances_start, the
+        name template): two specs equal this way run the same process, so a reload that
+        only scales a program leaves the processes it keeps alone."""
+        scaling = {"instances": 1, "instances_start": 0, "name": None}
+        return dataclasses.replace(self, settings=self.settings.model_copy(update=scaling))
 
     @property
     def probe_kinds(self) -> tuple[str, ...]:
@@ -450,10 +470,18 @@ class Config:
         return next((p for p in self.processes if p.name == name), None)
 
 
+# {instance}, or {instance:02d} / {instance:3d} (padded, as supervisord's %(process_num)02d)
+_INSTANCE = re.compile(r"\{instance(?::(0?)([1-9]\d?)d)?\}")
+
+
 def expand_instance(value: Any, instance: int) -> Any:
-    """Replace {instance} in every string of a nested value."""
+    """Replace {instance} (or a padded {instance:02d}) in every string of a nested value."""
     if isinstance(value, str):
-        return value.replace("{instance}", str(instance))
+        if "{instance" not in value:
+            return value
+        return _INSTANCE.sub(
+            lambda m: f"{instance:{m[1]}{m[2]}d}" if m[2] else str(instance), value
+        )
     if isinstance(value, list):
         return [expand_instance(v, instance) for v in value]
     if isinstance(value, dict):

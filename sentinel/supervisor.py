@@ -152,7 +152,13 @@ class Supervisor:
         new_specs = {spec.name: spec for spec in new.processes}
         removed = [name for name in old_specs if name not in new_specs]
         added = [name for name in new_specs if name not in old_specs]
-        changed = [n for n in new_specs if n in old_specs and new_specs[n] != old_specs[n]]
+        kept = [n for n in new_specs if n in old_specs and new_specs[n] != old_specs[n]]
+        # Scaling a program (instances, the name template) changes the specs of the processes
+        # it keeps, not what they run: they take the new spec without a restart.
+        changed = [n for n in kept if new_specs[n].as_run() != old_specs[n].as_run()]
+        for name in kept:
+            if name not in changed:
+                self.drivers[name].reconfigure(new_specs[name])
         self.config = new
 
         gone = [self.drivers[name] for name in removed]

@@ -1,8 +1,11 @@
-"""Exec checks: a command (no shell) in its own process group, Nagios plugin exit codes.
+"""Exec checks: a command (no shell) in its own process group.
 
-0 OK, 1 WARNING (passes, reported), 2 CRITICAL and 3 UNKNOWN (and anything else) fail; the
-first line of output is the detail. At the timeout the whole process group is killed. The
-exit is collected by the daemon's reaper, which owns waitpid.
+Exit codes as Kubernetes reads them by default: 0 passes, anything else fails, so
+`test -f /run/ready`, `grep -q` and `pg_isready` work as they do in a pod. With
+`codes = "nagios"` (the default for the bundled checks): 0 OK, 1 WARNING (passes, reported),
+2 CRITICAL and 3 UNKNOWN (and anything else) fail. The first line of output is the detail. At
+the timeout the whole process group is killed. The exit is collected by the daemon's reaper,
+which owns waitpid.
 """
 
 from __future__ import annotations
@@ -83,9 +86,11 @@ class ExecProber:
             output.close()
         latency = time.perf_counter() - began
         line = output.first_line() or f"exit {code}"
-        if code in (0, 1):
+        if code == 0 or (code == 1 and check.nagios):
             return ProbeResult(True, latency, line, warning=code == 1)
-        status = _NAGIOS.get(code, f"exit {code}" if code >= 0 else f"killed by signal {-code}")
+        status = f"exit {code}" if code >= 0 else f"killed by signal {-code}"
+        if check.nagios:
+            status = _NAGIOS.get(code, status)
         return ProbeResult(False, latency, line if status in line else f"{status}: {line}")
 
 

@@ -1,8 +1,9 @@
 """Runs each RUNNING process's probes and turns their results into health verdicts.
 
-A process's probes are scheduled when it becomes RUNNING (after initial_delay, plus a random
-part of the period so that a thousand probes do not fire in the same millisecond, as the
-kubelet spreads them) and unscheduled when it leaves RUNNING. A startup probe runs alone
+A process's probes are scheduled when it becomes RUNNING: initial_delay after it was spawned
+(the kubelet counts it from the container's start), plus a random part of the period so that
+a thousand probes do not fire in the same millisecond, as the kubelet spreads them; they are
+unscheduled when it leaves RUNNING. A startup probe runs alone
 until it passes once. Every result is a `probe_result` event; when liveness (or startup)
 fails failure_threshold times in a row the runner publishes `unhealthy`, and the daemon, the
 one place that wires this feedback, restarts the process with reason `liveness`.
@@ -80,6 +81,7 @@ class ProbeRunner:
         self._bus, self._scheduler, self._http, self._execs = bus, scheduler, http, execs
         self._spec_of, self._rng, self._clock = spec_of, rng, clock
         self._watches: dict[str, _Watch] = {}
+        self._spawned: dict[str, float] = {}  # when each process was last spawned (clock)
         # The probes of a process restarted as unhealthy, kept for `status` (and alerts) until
         # it runs again: why it was restarted stays visible through its BACKOFF.
         self._failed: dict[str, _Watch] = {}
@@ -88,12 +90,15 @@ class ProbeRunner:
         """Subscribed to the bus: probes follow the process into and out of RUNNING."""
         if not isinstance(event, StateChanged):
             return
+        if event.new is ProcessState.STARTING:
+            self._spawned[event.process] = self._clock()  # initial_delay counts from here
         if event.new is ProcessState.RUNNING and event.pid is not None:
             self._begin(event.process, event.pid)
         elif event.old is ProcessState.RUNNING:
             self._end(event.process)
         if event.new is ProcessState.STOPPED:  # stopped on purpose (or removed): no longer news
             self._failed.pop(event.process, None)
+            self._spawned.pop(event.process, None)
 
     def health(self, name: str) -> HealthStatus:
         """What the probes of a process say: of its current run, or of the run that was
@@ -119,7 +124,7 @@ class ProbeRunner:
         spec = self._spec_of(name)
         if spec is None or not spec.probe_kinds:
             return
-        watch = _Watch(spec, pid, self._clock())
+        watch = _Watch(spec, pid, self._spawned.pop(name, self._clock()))
         self._watches[name] = watch
         for kind in watch.probes:
             if watch.tracker.active(kind):

@@ -122,7 +122,7 @@ def test_startup_probe_holds_liveness_off(
         start_seconds = 0
         backoff = {{ initial = "10s" }}
         [programs.slow.startup]
-        exec = {{ command = ["sh", "-c", "test -e {marker} || exit 2"] }}  # 1 would be a passing WARNING
+        exec = {{ command = ["test", "-e", "{marker}"] }}
         period = "100ms"
         failure_threshold = 1000
         [programs.slow.liveness]
@@ -229,7 +229,7 @@ def test_exec_probe_environment_and_nagios_codes(sentinel: Start, tmp_path: Path
         group = "pool"
         start_seconds = 0
         [programs.w.liveness]
-        exec = {{ command = {json.dumps(check)} }}
+        exec = {{ command = {json.dumps(check)}, codes = "nagios" }}
         period = "200ms"
     """)
     result = daemon.wait_event(lambda e: e["event"] == "probe_result" and e["process"] == "w_1")
@@ -242,6 +242,34 @@ def test_exec_probe_environment_and_nagios_codes(sentinel: Start, tmp_path: Path
     assert (tmp_path / "env-1").read_text() == f"w_1 pool {pid}"
     text = daemon.cli("status", "w_1").stdout
     assert "[healthy, ready; liveness: warning: DISK WARNING - 91% used" in text, text
+
+
+def test_exec_probes_read_exit_codes_as_kubernetes_does(sentinel: Start, tmp_path: Path) -> None:
+    """By default any non-zero exit fails: `test -f` of a missing file (exit 1) restarts the
+    process, as it would in a pod; with codes = "nagios" the same exit passes as a WARNING."""
+    ready = tmp_path / "ready"
+    daemon = sentinel(f"""
+        [programs.k8s]
+        command = {SLEEPER}
+        start_seconds = 0
+        [programs.k8s.liveness]
+        exec = {{ command = ["test", "-f", "{ready}"] }}
+        period = "100ms"
+        failure_threshold = 2
+        [programs.nagios]
+        command = {SLEEPER}
+        start_seconds = 0
+        [programs.nagios.liveness]
+        exec = {{ command = ["test", "-f", "{ready}"], codes = "nagios" }}
+        period = "100ms"
+        failure_threshold = 2
+    """)
+    unhealthy = daemon.wait_event(lambda e: e["event"] == "unhealthy" and e["process"] == "k8s")
+    assert unhealthy["detail"] == "liveness failed 2x: exit 1"
+    daemon.wait_event(lambda e: e["event"] == "restart" and e["process"] == "k8s")
+    nagios = daemon.wait_event(lambda e: e["event"] == "probe_result" and e["process"] == "nagios")
+    assert nagios["ok"] and nagios["warning"] and nagios["detail"] == "exit 1"
+    assert not [e for e in daemon.events if e["event"] == "unhealthy" and e["process"] == "nagios"]
 
 
 def test_monitoring_plugins_as_exec_probes(

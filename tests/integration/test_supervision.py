@@ -398,6 +398,37 @@ def test_reload_changes_only_what_changed(sentinel: Start) -> None:
     assert daemon.api("GET", "/api/v1/programs/remove").status_code == 404
 
 
+def test_scaling_starts_and_stops_only_the_difference(sentinel: Start) -> None:
+    """instances 2 -> 4 -> 1 with a name template: the survivors keep their pids; only the
+    new ones start and only the removed ones stop."""
+    config = """
+        [programs.w]
+        command = {sleeper}
+        start_seconds = 0
+        instances = {n}
+        name = "{{program}}_{{instance}}"
+    """
+    daemon = sentinel(config.format(sleeper=SLEEPER, n=2))
+    pids = {n: daemon.wait_event(state_is(n, "RUNNING"))["pid"] for n in ("w_0", "w_1")}
+
+    def reload(n: int) -> str:
+        daemon.config_path.write_text(config.format(sleeper=SLEEPER, n=n))
+        result = daemon.cli("reload")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    out = reload(4)
+    assert "added: w_2, w_3" in out and "changed: -" in out and "removed: -" in out
+    for name in ("w_2", "w_3"):
+        daemon.wait_event(state_is(name, "RUNNING"))
+    assert {n: daemon.status(n)["pid"] for n in pids} == pids
+    out = reload(1)
+    assert "removed: w_1, w_2, w_3" in out and "changed: -" in out
+    assert daemon.status("w_0")["pid"] == pids["w_0"] and pid_alive(pids["w_0"])
+    assert not pid_alive(pids["w_1"])
+    assert not [e for e in daemon.events if e["event"] == "restart"]
+
+
 def test_bad_config_on_reload_names_the_key_and_keeps_running(sentinel: Start) -> None:
     """A bad config is rejected with the file and key named; the running set is untouched."""
     daemon = sentinel(f"""

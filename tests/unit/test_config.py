@@ -245,6 +245,37 @@ def test_probe_errors_name_the_key(tmp_path: Path, probe: str, message: str) -> 
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("keys", "names"),
+    [
+        ("instances = 3", ["w_0", "w_1", "w_2"]),
+        ("instances = 1", ["w"]),
+        ('instances = 2\ninstances_start = 1\nname = "{program}-{instance:02d}"', ["w-01", "w-02"]),
+        ('instances = 1\nname = "{program}_{instance}"', ["w_0"]),
+        ('instances = 2\nname = "worker{instance:3d}"', ["worker  0", "worker  1"]),
+    ],
+)
+def test_instance_names(tmp_path: Path, keys: str, names: list[str]) -> None:
+    """Names come from the template (with {program} and {instance}, padded as supervisord's
+    %(process_num)02d), else the program's name, with _{instance} when there are more."""
+    path = write(tmp_path / "s.toml", f'[programs.w]\ncommand = "x {{instance:02d}}"\n{keys}\n')
+    if " " in names[0]:
+        with pytest.raises(ConfigError, match=r"programs\.w\.name: the template gives 'worker  0'"):
+            load(path)
+        return
+    processes = load(path).processes
+    assert [p.name for p in processes] == names
+    first = int(names[0].split("-")[-1]) if "-" in names[0] else 0
+    assert processes[0].settings.command == ["x", f"{first:02d}"]
+
+
+def test_a_template_without_instance_clashes(tmp_path: Path) -> None:
+    """Two processes cannot share a name."""
+    path = write(tmp_path / "s.toml", '[programs.w]\ncommand = "x"\ninstances = 2\nname = "w"\n')
+    with pytest.raises(ConfigError, match="process name 'w' clashes"):
+        load(path)
+
+
 def test_probe_settings_expand_instance(tmp_path: Path) -> None:
     """{instance} expands in probe settings, and status ranges parse."""
     path = write(

@@ -218,6 +218,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+LINK_FIELDS = ("process", "program", "group", "event", "host")  # in notify's URL templates
 NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = typing.get_args(NotifyEvent)
 
@@ -229,6 +230,26 @@ class NotifySection(Frozen):
     cooldown: Duration = 300.0  # same program + event: at most one message per cooldown
     batch: Duration = 5.0  # alerts arriving within this window go out as one digest
     retries: int = Field(default=3, ge=0)  # a failed send is retried, 1s, 2s, 4s... apart
+    # Links in every message; {process}, {program}, {group}, {event} and {host} are filled in
+    runbook_url: str | None = None  # "https://wiki.example/runbooks/sentinel#{event}"
+    dashboard_url: str | None = (
+        None  # "https://grafana.example/d/sentinel-overview?var-program={program}"
+    )
+
+    @field_validator("runbook_url", "dashboard_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format_map(
+                    dict.fromkeys(("process", "program", "group", "event", "host"), "")
+                )
+            except (KeyError, ValueError, IndexError) as exc:
+                raise ValueError(
+                    "expected a URL with {process}, {program}, {group}, {event} or {host} "
+                    f"in it, got {value!r} ({type(exc).__name__}: {exc})"
+                ) from None
+        return value
 
 
 class LogSpec(Frozen):

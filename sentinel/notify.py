@@ -22,6 +22,7 @@ import functools
 import logging
 import socket
 import time
+import urllib.parse
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +42,12 @@ from sentinel.events import (
     NotificationResult,
     Recovered,
     Restart,
+    StateChanged,
     Unhealthy,
 )
 from sentinel.model import Config, NotifySection
 from sentinel.snapshot import ProcessSnapshot
+from sentinel.states import ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.CRITICAL)  # it may log hosts and paths; we log
@@ -175,6 +178,7 @@ class Notifier:
         self._suppressed: dict[str, _Suppressed] = {}
         self._flapping: set[str] = set()
         self._unhealthy: set[str] = set()  # so that `healthy` after `unhealthy` is a recovery
+        self._announced: set[str] = set()  # in BACKOFF, with its crash told: skip its restart
         self._threads = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="sentinel-notify")
         self._sending: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
@@ -193,12 +197,16 @@ class Notifier:
     def on_event(self, event: Event) -> None:
         if not self.enabled:
             return
+        if self._announced_before(event):
+            return
         found = self._describe(event)
         if found is None:
             return
         kind, process, headline, detail, notify_type = found
         if kind not in self._section.events:
             return
+        if kind == "backoff":
+            self._announced.add(process)
         context = self._context(process)
         if context is None or not context.enabled:
             return
@@ -215,7 +223,7 @@ class Notifier:
             process,
             kind,
             headline,
-            _body(detail, context.snapshot),
+            _body(detail, context.snapshot) + self._links(kind, context.snapshot),
             held.note(process) if held else "",
             notify_type,
             context.tags,
@@ -227,13 +235,28 @@ class Notifier:
             log.error("notification queue full: dropping %r", headline)
             self._publish(NotificationResult(result="failed", target="", title=headline))
 
+    def _announced_before(self, event: Event) -> bool:
+        """True for the restart that ends a backoff already told (one message per crash)."""
+        if isinstance(event, StateChanged) and event.old is ProcessState.BACKOFF:
+            if event.new is not ProcessState.STARTING:  # stopped or given up: no restart
+                self._announced.discard(event.process)
+            return False
+        if isinstance(event, Restart) and event.process in self._announced:
+            self._announced.discard(event.process)
+            return event.reason in (RestartReason.EXITED, RestartReason.LIVENESS)
+        return False
+
     def _describe(self, event: Event) -> tuple[str, str, str, str, str] | None:
         """(kind, process, headline, detail, apprise type) for events that make messages."""
         if isinstance(event, Restart):
             why = event.detail or event.reason.value
             return "restart", event.process, f"{event.process} restarted ({why})", why, "warning"
         if isinstance(event, BackoffStarted):
-            what = f"backing off, attempt {event.attempt}, next start in {event.delay:.3g}s"
+            # The crash's news: its restart, after the delay, is not another message.
+            context = self._context(event.process)
+            why = context.snapshot.detail if context is not None else ""
+            what = f"restarting in {event.delay:.3g}s (attempt {event.attempt})"
+            what = f"{why}; {what}" if why else what
             return "backoff", event.process, f"{event.process} {what}", what, "warning"
         if isinstance(event, Fatal):
             return (
@@ -284,6 +307,26 @@ class Notifier:
                 "success",
             )
         return None
+
+    def _links(self, kind: str, snapshot: ProcessSnapshot) -> str:
+        """The runbook and dashboard lines, from the configured URL templates."""
+        fields = {
+            "process": snapshot.name,
+            "program": snapshot.program,
+            "group": snapshot.group,
+            "event": kind,
+            "host": self._host,
+        }
+        quoted = {k: urllib.parse.quote(v, safe="") for k, v in fields.items()}
+        lines = [
+            f"{label}: {template.format_map(quoted)}"
+            for label, template in (
+                ("runbook", self._section.runbook_url),
+                ("dashboard", self._section.dashboard_url),
+            )
+            if template
+        ]
+        return "\n\n" + "\n".join(lines) if lines else ""
 
     # --- sending (the worker) ---------------------------------------------------------------
 
@@ -337,7 +380,9 @@ class Notifier:
     def _digest(self, alerts: list[tuple[Alert, str]]) -> tuple[str, str, str]:
         """One message for alerts going to the same place: (title, body, apprise type)."""
         prefix = f"[sentinel@{self._host}]"
-        worst = max((a.notify_type for a, _ in alerts), key=lambda t: _SEVERITY.get(t, 1))
+        # The most severe first, in the title and the body: a FATAL must not read third.
+        alerts = sorted(alerts, key=lambda a: -_SEVERITY.get(a[0].notify_type, 1))
+        worst = alerts[0][0].notify_type
         if len(alerts) == 1:
             alert, text = alerts[0]
             return f"{prefix} {alert.headline}", text, worst
@@ -352,9 +397,7 @@ class Notifier:
         target = private(service)
         for attempt in range(self._section.retries + 1):
             try:
-                send = functools.partial(
-                    service.notify, body=body, title=title, notify_type=notify_type
-                )
+                send = functools.partial(_send_text, service, title, body, notify_type)
                 ok = await asyncio.get_running_loop().run_in_executor(self._threads, send)
             except Exception as exc:  # a plugin's bug must not kill the worker
                 log.warning("notification to %s raised %s", target, type(exc).__name__)
@@ -385,6 +428,19 @@ def _body(detail: str, snapshot: ProcessSnapshot) -> str:
     if failing:
         lines.append(f"probe: {failing}")
     return "\n".join(lines)
+
+
+def _send_text(service: Any, title: str, body: str, notify_type: str) -> bool:
+    """Send a plain-text message through one service. Through an Apprise object of its own,
+    because that is where apprise turns text into what the service speaks (an e-mail's HTML
+    part gets its line breaks and its `<` escaped; Slack's markdown its escapes)."""
+    one = apprise.Apprise()
+    one.add(service)
+    return bool(
+        one.notify(
+            body=body, title=title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
+        )
+    )
 
 
 def _read_tails(alerts: list[Alert]) -> list[str]:

@@ -66,7 +66,7 @@ def metric(daemon: SentinelProcess, line_start: str) -> float:
 def test_crash_restart_reaches_webhook_and_mail(
     sentinel: Start, webhook: WebhookReceiver, smtp: SmtpReceiver, tmp_path: Path
 ) -> None:
-    """A crash sends one message (restart + backoff as a digest) to the webhook and by mail."""
+    """A crash sends one message to the webhook and by mail (plain text)."""
     daemon = sentinel(f"""
         [notify]
         urls = ["{webhook.url()}", "{smtp.url()}"]
@@ -86,7 +86,55 @@ def test_crash_restart_reaches_webhook_and_mail(
     assert "boom 0: database is gone" in body  # the last lines of the log
     mail = smtp.next()
     assert mail["Subject"] == message["title"]
-    assert "boom 0: database is gone" in mail.get_payload()[0].get_payload(decode=True).decode()
+    assert mail.get_content_type() == "text/plain"
+    assert "boom 0: database is gone" in mail.get_payload(decode=True).decode()
+
+
+def test_a_crash_mail_keeps_its_traceback_line_for_line(
+    sentinel: Start, smtp: SmtpReceiver, tmp_path: Path
+) -> None:
+    """A crash loop's mail is plain text with the traceback as the program wrote it: line
+    breaks, indentation and `<module>` intact (no HTML with its tags eaten); the crash is one
+    message, told with why and when it restarts; the dashboard link is filled in."""
+    crasher = json.dumps(
+        child("""
+            def connect():
+                raise ConnectionError("db <primary> & replica are gone")
+            connect()
+        """)
+    )
+    daemon = sentinel(f"""
+        [notify]
+        urls = ["{smtp.url()}"]
+        batch = "0s"
+        events = ["restart", "backoff"]
+        dashboard_url = "https://grafana.example/d/sentinel-overview?var-program={{program}}"
+        [programs.loop]
+        command = {crasher}
+        start_seconds = 0
+        backoff = {{ initial = "5s", jitter = 0 }}
+    """)
+    daemon.wait_event(lambda e: e["event"] == "backoff", timeout=15)
+    # The first crash (restarted at once) and the second (backing off), each one message.
+    mails = {subject(m): m for m in (smtp.next(), smtp.next())}
+    assert sorted(mails) == [
+        f"[sentinel@{HOST}] loop exited with 1; restarting in 5s (attempt 2)",
+        f"[sentinel@{HOST}] loop restarted (exited with 1)",
+    ]
+    assert {m.get_content_type() for m in mails.values()} == {"text/plain"}
+    first, second = (m.get_payload(decode=True).decode() for m in mails.values())
+    traceback = [
+        "Traceback (most recent call last):",
+        '  File "<string>", line 4, in <module>',
+        '  File "<string>", line 3, in connect',
+        "ConnectionError: db <primary> & replica are gone",
+    ]
+    for body in (first, second):
+        lines = body.splitlines()
+        start = lines.index(traceback[0])
+        assert lines[start : start + 4] == traceback, body
+        assert "dashboard: https://grafana.example/d/sentinel-overview?var-program=loop" in body
+    assert smtp.mails.empty()  # the restart that ends the 5 s backoff comes later, untold
 
 
 def test_liveness_restart_and_fatal_messages(

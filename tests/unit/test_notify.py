@@ -17,6 +17,7 @@ from sentinel.events import (
     NotificationResult,
     Recovered,
     Restart,
+    StateChanged,
     Unhealthy,
 )
 from sentinel.model import NotifySection
@@ -146,15 +147,16 @@ def test_healthy_after_unhealthy_is_a_recovery() -> None:
 
 
 def test_digest_of_several_alerts() -> None:
-    """Alerts batched together make one message titled by count, typed by the worst."""
+    """Alerts batched together make one message titled by count, typed by the worst, the most
+    severe first (a FATAL must not read after a restart)."""
     n = notifier(Clock(), [])
     alerts = [
         Alert("web", "restart", "web restarted (x)", "b1", "", "warning", ()),
         Alert("db", "fatal", "db FATAL (y)", "b2", "", "failure", ()),
     ]
     title, body, kind = n._digest([(a, a.text("")) for a in alerts])
-    assert title == "[sentinel@host] 2 alerts: web restarted (x); db FATAL (y)"
-    assert kind == "failure" and "== db FATAL (y)\nb2" in body
+    assert title == "[sentinel@host] 2 alerts: db FATAL (y); web restarted (x)"
+    assert kind == "failure" and body.index("== db FATAL (y)\nb2") < body.index("== web")
 
 
 def test_a_crash_loop_pages_once_while_it_flaps() -> None:
@@ -164,15 +166,15 @@ def test_a_crash_loop_pages_once_while_it_flaps() -> None:
     n = notifier(clock, published, cooldown="0s")
     n.on_event(restart())
     n.on_event(Flapping(process="web", group="web", restarts=5, window=600.0, stopped=False))
-    for _ in range(50):
+    for _ in range(50):  # each crash: a backoff, then its restart (one crash, one count)
         clock.now += 60
-        n.on_event(restart())
         n.on_event(BackoffStarted(process="web", group="web", attempt=5, delay=60.0))
+        n.on_event(restart())
     n.on_event(Recovered(process="web", group="web", detail="no restart for 600s"))
     kinds = [a.kind for a in queued(n)]
     assert kinds == ["restart", "flapping", "recovered"]
     suppressed = [e for e in published if isinstance(e, NotificationResult)]
-    assert len(suppressed) == 100 and {e.result for e in suppressed} == {"suppressed"}
+    assert len(suppressed) == 50 and {e.result for e in suppressed} == {"suppressed"}
     n.on_event(restart())  # after the episode, restarts page again
     assert [a.kind for a in queued(n)] == ["restart"]
 
@@ -207,3 +209,44 @@ def test_notify_tags_must_name_a_tag_some_url_has(tmp_path: Path) -> None:
         info.value
     )
     assert "'tem-db'" in str(info.value) and "programs.web" not in str(info.value)
+
+
+def test_one_message_per_crash() -> None:
+    """A crash that backs off is told once, by its backoff (with why it crashed); the restart
+    that ends the backoff is not another message. A restart with no backoff before it is."""
+    n = notifier(Clock(), [], cooldown="0s")
+    n.on_event(BackoffStarted(process="web", group="web", attempt=2, delay=2.0))
+    n.on_event(restart())
+    (alert,) = queued(n)
+    assert alert.headline == "web up for 1s; restarting in 2s (attempt 2)"
+    n.on_event(BackoffStarted(process="web", group="web", attempt=3, delay=4.0))
+    n.on_event(
+        StateChanged(
+            process="web", group="web", old=ProcessState.BACKOFF, new=ProcessState.STOPPED,
+            pid=None, reason="stop requested",
+        )
+    )  # fmt: skip
+    n.on_event(restart())  # a later crash, restarted at once: news again
+    assert [a.kind for a in queued(n)] == ["backoff", "restart"]
+
+
+def test_runbook_and_dashboard_links() -> None:
+    """Configured URL templates are filled in (escaped) and end each message."""
+    n = notifier(
+        Clock(),
+        [],
+        runbook_url="https://wiki.example/runbooks/sentinel#{event}",
+        dashboard_url="https://grafana.example/d/x?var-program={program}&var-host={host}",
+    )
+    n.on_event(restart())
+    (alert,) = queued(n)
+    assert alert.body.endswith(
+        "\n\nrunbook: https://wiki.example/runbooks/sentinel#restart\n"
+        "dashboard: https://grafana.example/d/x?var-program=web&var-host=host"
+    )
+
+
+def test_a_link_template_with_an_unknown_field_is_a_config_error() -> None:
+    """A typo in a template is found when the config is read, not when an alert is sent."""
+    with pytest.raises(ValueError, match=r"expected a URL with \{process\}"):
+        NotifySection(runbook_url="https://wiki.example/{proces}")

@@ -18,7 +18,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -195,10 +206,28 @@ def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def parse_http_url(value: str) -> str:
+    """An http(s) URL in normal form, as the probe sends it: the host in IDNA (punycode), the
+    default port left out, the path and query percent-encoded ("/a b" -> "/a%20b")."""
+    try:
+        url = _HTTP_URL.validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        reason = error.get("ctx", {}).get("error") or error["msg"]
+        raise ValueError(f"expected an http or https URL ({reason}), got {value!r}") from None
+    if url.port == 0:
+        raise ValueError(
+            f"expected an http or https URL with a port from 1 to 65535, got {value!r}"
+        )
+    return str(url)
 
 
 class HttpCheck(Frozen):
-    url: str = Field(pattern=r"^https?://")
+    # The pattern turns other schemes away first; parse_http_url checks and normalises the rest.
+    url: Annotated[str, Field(pattern=r"^https?://"), AfterValidator(parse_http_url)]
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, str] = {}
     expect_status: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)] = (

@@ -8,11 +8,14 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 
+from sentinel.config import load
+from sentinel.errors import ConfigError
 from sentinel.model import HttpCheck
 from sentinel.probes import ProbeResult
 from sentinel.probes.http import HttpProber
@@ -363,6 +366,28 @@ async def test_server_sees_the_method_target_headers_and_host(
     assert request.body == b""
 
 
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/a b", "/a%20b"),
+        ("/ok\u2713", "/ok%E2%9C%93"),
+        ("/q?name=a b&mark=\u2713", "/q?name=a%20b&mark=%E2%9C%93"),
+        ("/page#section", "/page"),  # a fragment stays with the client
+    ],
+    ids=["space", "non-ascii", "query", "fragment"],
+)
+async def test_the_request_target_is_the_percent_encoded_path_and_query(
+    serve: Serve, prober: HttpProber, path: str, target: str
+) -> None:
+    """A path or query with spaces or non-ASCII characters goes out percent-encoded, as curl sends it."""
+    server = await serve(reply(200, "OK", b"ok"))
+
+    result = await prober.probe(HttpCheck(url=server.url(path)), 5.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    assert [r.target for r in server.requests] == [target]
+
+
 async def test_head_with_content_length_and_no_body_does_not_wait_for_one(
     serve: Serve, prober: HttpProber
 ) -> None:
@@ -387,6 +412,70 @@ async def test_each_probe_opens_a_new_connection(serve: Serve, prober: HttpProbe
     assert [verdict(r) for r in results] == [(True, "HTTP 200 OK", False)] * 3
     assert len(server.requests) == 3
     assert server.connections == 3
+
+
+# --- the URL at config time ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("http://127.0.0.1:8000/healthz", "http://127.0.0.1:8000/healthz"),
+        ("http://Example.COM:80", "http://example.com/"),  # default port and empty path
+        ("https://example.com:443/x", "https://example.com/x"),
+        ("http://b\u00fccher.example:8080/", "http://xn--bcher-kva.example:8080/"),  # IDNA
+        ("http://[::1]:8080/a b?c=\u2713", "http://[::1]:8080/a%20b?c=%E2%9C%93"),
+    ],
+)
+def test_a_url_is_normalised_once_at_config_time(url: str, normal: str) -> None:
+    """The URL a probe sends is the normal form: lower-case host, IDNA, percent-encoding."""
+    assert HttpCheck(url=url).url == normal
+
+
+def config_with_url(tmp_path: Path, url: str, instances: int = 1) -> Path:
+    path = tmp_path / "sentinel.toml"
+    path.write_text(
+        f'[programs.web]\ncommand = "x"\ninstances = {instances}\n'
+        f'[programs.web.liveness]\nhttp = {{ url = "{url}" }}\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999/", "expected an http or https URL (invalid port number), got"),
+        ("http://127.0.0.1:0/", "expected an http or https URL with a port from 1 to 65535"),
+        ("http://a host/", "expected an http or https URL (invalid international domain name)"),
+        ("http://[::1/", "expected an http or https URL (invalid IPv6 address)"),
+        ("http://", "expected an http or https URL (empty host), got 'http://'"),
+        ("ftp://127.0.0.1/", "expected string should match pattern '^https?://'"),
+    ],
+)
+def test_a_bad_url_is_a_config_error_naming_the_key(tmp_path: Path, url: str, message: str) -> None:
+    """A URL that cannot be requested is refused when the config loads, not at the first probe."""
+    with pytest.raises(ConfigError) as info:
+        load(config_with_url(tmp_path, url))
+
+    assert f"sentinel.toml: programs.web.liveness.http.url: {message}" in str(info.value)
+
+
+def test_a_url_with_instance_is_validated_per_instance(tmp_path: Path) -> None:
+    """ "{instance}" expands before the URL is checked: each instance's own URL must be valid."""
+    assert [
+        p.settings.liveness.http.url
+        for p in load(config_with_url(tmp_path, "http://127.0.0.1:6553{instance}/", 2)).processes
+        if p.settings.liveness and p.settings.liveness.http
+    ] == ["http://127.0.0.1:65530/", "http://127.0.0.1:65531/"]
+
+    with pytest.raises(ConfigError) as info:
+        load(config_with_url(tmp_path, "http://127.0.0.1:6553{instance}/", 7))
+
+    assert (
+        "programs.web.liveness.http.url: expected an http or https URL (invalid port number)"
+        in (str(info.value))
+    )
+    assert "(instance 6)" in str(info.value)
 
 
 # --- failures -------------------------------------------------------------------------------

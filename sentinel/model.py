@@ -206,6 +206,12 @@ def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+# Control characters other than tab: RFC 9110 leaves them out of field values, and Go's
+# net/http (the kubelet's prober) refuses to send them.
+_HEADER_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Every probe sends one request without a body and closes its connection after the answer;
+# these would contradict that (a body that never comes, a connection kept alive).
+_PROBE_OWNED_HEADERS = frozenset({"connection", "content-length", "transfer-encoding"})
 _HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
 
 
@@ -243,9 +249,17 @@ class HttpCheck(Frozen):
         for name, text in value.items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"expected a header name (letters, digits, -), got {name!r}")
-            if any(c in text for c in "\r\n\0"):
-                raise ValueError(f"header {name!r}: expected a value without line breaks")
-        return value
+            if _HEADER_VALUE_CONTROLS.search(text):
+                raise ValueError(
+                    f"header {name!r}: expected a value without line breaks or control characters"
+                )
+            if name.lower() in _PROBE_OWNED_HEADERS:
+                raise ValueError(
+                    f"header {name!r} is the probe's own: each probe sends one request without "
+                    "a body and closes the connection"
+                )
+        # Blanks around a value are not part of it (RFC 9110 5.5) and are not sent.
+        return {name: text.strip(" \t") for name, text in value.items()}
 
     @field_validator("body_regex")
     @classmethod

@@ -414,7 +414,7 @@ async def test_each_probe_opens_a_new_connection(serve: Serve, prober: HttpProbe
     assert server.connections == 3
 
 
-# --- the URL at config time ----------------------------------------------------------------
+# --- the URL and headers at config time ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -476,6 +476,49 @@ def test_a_url_with_instance_is_validated_per_instance(tmp_path: Path) -> None:
         in (str(info.value))
     )
     assert "(instance 6)" in str(info.value)
+
+
+def config_with_headers(tmp_path: Path, headers: str) -> Path:
+    path = tmp_path / "sentinel.toml"
+    path.write_text(
+        '[programs.web]\ncommand = "x"\n[programs.web.liveness]\n'
+        f'http = {{ url = "http://127.0.0.1/", headers = {headers} }}\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        (
+            '{ "X-A" = "a\\u0001b" }',
+            "header 'X-A': expected a value without line breaks or control",
+        ),
+        (
+            '{ "X-A" = "a\\u007fb" }',
+            "header 'X-A': expected a value without line breaks or control",
+        ),
+        ('{ "Content-Length" = "5" }', "header 'Content-Length' is the probe's own"),
+        ('{ "transfer-encoding" = "chunked" }', "header 'transfer-encoding' is the probe's own"),
+        ('{ "Connection" = "keep-alive" }', "header 'Connection' is the probe's own"),
+    ],
+    ids=["control", "del", "content-length", "transfer-encoding", "connection"],
+)
+def test_a_header_the_probe_cannot_send_is_a_config_error(
+    tmp_path: Path, headers: str, message: str
+) -> None:
+    """Control characters, and framing headers that contradict one bodyless request per connection."""
+    with pytest.raises(ConfigError) as info:
+        load(config_with_headers(tmp_path, headers))
+
+    assert f"programs.web.liveness.http.headers: {message}" in str(info.value)
+
+
+def test_blanks_around_a_header_value_are_dropped() -> None:
+    """A value is sent without the spaces or tabs around it; those inside stay."""
+    check = HttpCheck(url="http://127.0.0.1/", headers={"X-A": " \ta  b\t "})
+
+    assert check.headers == {"X-A": "a  b"}
 
 
 # --- failures -------------------------------------------------------------------------------

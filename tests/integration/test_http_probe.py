@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
@@ -366,6 +367,27 @@ async def test_server_sees_the_method_target_headers_and_host(
     assert request.body == b""
 
 
+async def test_userinfo_is_basic_auth_and_configured_headers_replace_the_defaults(
+    serve: Serve, prober: HttpProber
+) -> None:
+    """user:password in the URL becomes Basic auth; a configured Host or User-Agent is sent instead."""
+    server = await serve(reply(200, "OK", b"ok"))
+    url = f"http://ops:s%C3%A9cret%40@127.0.0.1:{server.port}/"
+    headers = {"host": "web.internal", "User-Agent": "probe/1"}
+
+    result = await prober.probe(HttpCheck(url=url, headers=headers), 5.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    [request] = server.requests
+    assert request.header("authorization") == [
+        "Basic " + base64.b64encode("ops:sécret@".encode()).decode()
+    ]
+    assert request.header("host") == ["web.internal"]
+    assert request.header("user-agent") == ["probe/1"]
+    assert request.header("accept") == ["*/*"]
+    assert request.header("connection") == ["close"]
+
+
 @pytest.mark.parametrize(
     ("path", "target"),
     [
@@ -414,7 +436,7 @@ async def test_each_probe_opens_a_new_connection(serve: Serve, prober: HttpProbe
     assert server.connections == 3
 
 
-# --- the URL and headers at config time ----------------------------------------------------------------
+# --- the URL and headers at config time -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -607,6 +629,132 @@ async def test_minimal_valid_answers_pass(
     assert (result.ok, result.detail) == (True, detail)
 
 
+def chunked(*lines: bytes) -> bytes:
+    return head(200, "OK", "Transfer-Encoding: chunked") + b"".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("raw", "body_contains", "complaint"),
+    [
+        # Read as a 5-byte body ("abcde") before: the needle was found in a body nobody sent.
+        (head(200, "OK", "Content-Length: -3") + b"abcdefgh", "abc", "bad Content-Length"),
+        (
+            head(200, "OK", "Content-Length: 3", "Content-Length: 8") + b"abcdefgh",
+            "abcdefgh",
+            "conflicting Content-Length headers",
+        ),
+        (
+            head(200, "OK", "Content-Length: 1_0") + b"0123456789",
+            "0123456789",
+            "bad Content-Length",
+        ),
+        (
+            head(200, "OK", "Transfer-Encoding: xchunkedx") + b"2\r\nok\r\n0\r\n\r\n",
+            "ok",
+            "Only Transfer-Encoding: chunked is supported",
+        ),
+        (chunked(b"+2\r\nok\r\n0\r\n\r\n"), "ok", "illegal chunk header"),
+        (chunked(b"0x2\r\nok\r\n0\r\n\r\n"), "ok", "illegal chunk header"),
+        (chunked(b"2\r\nokXX0\r\n\r\n"), "ok", "malformed chunk footer"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", None, "without a pending proposal"),
+    ],
+    ids=[
+        "negative-length",
+        "two-lengths",
+        "underscore-length",
+        "unknown-transfer-encoding",
+        "chunk-size-plus",
+        "chunk-size-0x",
+        "chunk-without-crlf",
+        "unasked-101",
+    ],
+)
+async def test_a_malformed_response_fails_as_a_bad_response(
+    serve: Serve, prober: HttpProber, raw: bytes, body_contains: str | None, complaint: str
+) -> None:
+    """What curl or Go's net/http would refuse fails the probe at once, with h11's complaint."""
+    server = await serve(send_raw(raw, then="hang"))
+
+    result, elapsed = await timed(
+        prober, HttpCheck(url=server.url("/"), body_contains=body_contains), 2.0
+    )
+
+    assert result.ok is False
+    assert result.detail.startswith(f"127.0.0.1:{server.port}: bad response: ")
+    assert complaint in result.detail
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"", "connection closed before the response"),
+        (b"HTTP/1.1 200 OK\r\nContent-", "connection closed before the response"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "connection closed before the response"),
+        (
+            head(200, "OK", "Content-Length: 100") + b"only ten b",
+            "peer closed connection without sending complete message body "
+            "(received 10 bytes, expected 100)",
+        ),
+        (chunked(b"2\r\nok\r\n"), "incomplete chunked read"),
+    ],
+    ids=["nothing", "half-a-head", "only-interim", "short-body", "unfinished-chunks"],
+)
+async def test_a_response_cut_short_fails_as_a_bad_response(
+    serve: Serve, prober: HttpProber, raw: bytes, detail: str
+) -> None:
+    """A connection closed before the head, or the announced body, is complete fails at once."""
+    server = await serve(send_raw(raw, then="close"))
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/")), 2.0)
+
+    assert result.ok is False
+    assert result.detail.startswith(f"127.0.0.1:{server.port}: bad response: ")
+    assert detail in result.detail
+    assert elapsed < 1.0
+
+
+async def test_a_head_over_64_kib_fails(serve: Serve, prober: HttpProber) -> None:
+    """A status line and headers that never end within 64 KiB fail, without waiting for more."""
+    server = await serve(send_raw(head(200, "OK")[:-2] + b"X-Pad: " + b"x" * 70_000, "hang"))
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/")), 2.0)
+
+    assert verdict(result) == (
+        False,
+        f"127.0.0.1:{server.port}: bad response: response head over 64 KiB",
+        False,
+    )
+    assert elapsed < 1.0
+
+
+async def test_interim_responses_are_skipped(serve: Serve, prober: HttpProber) -> None:
+    """100 Continue and 103 Early Hints before the answer: the answer is what is judged."""
+    raw = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        + head(503, "Service Unavailable", "Content-Length: 4")
+        + b"down"
+    )
+    server = await serve(send_raw(raw, then="hang"))
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/")), 2.0)
+
+    assert verdict(result) == (False, "HTTP 503 Service Unavailable", False)
+    assert elapsed < 1.0
+
+
+async def test_reading_stops_at_64_kib_of_body(serve: Serve, prober: HttpProber) -> None:
+    """A body announced as 1 MiB whose first 64 KiB have come is judged then, not awaited."""
+    raw = head(200, "OK", f"Content-Length: {1024 * 1024}") + b"ok" + b"x" * (64 * 1024)
+    server = await serve(send_raw(raw, then="hang"))
+
+    result, elapsed = await timed(prober, HttpCheck(url=server.url("/"), body_contains="ok"), 2.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    assert elapsed < 1.0
+
+
 # --- TLS ------------------------------------------------------------------------------------
 
 
@@ -624,6 +772,22 @@ async def test_self_signed_certificate_fails_verification(
     assert "timed out" not in result.detail
     assert elapsed < 1.0
     assert server.requests == []
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_tls_bodies_are_read_whatever_their_framing(
+    serve: Serve, prober: HttpProber, self_signed: ssl.SSLContext, framing: str
+) -> None:
+    """Over TLS too, a body with a length, chunked or ending at close is read and checked."""
+    server = await serve(send_body(framing, PAGE, PAGE_PARTS), self_signed)
+    check = HttpCheck(
+        url=server.url("/", scheme="https"), tls_verify=False, body_regex="status: al+-go+d;"
+    )
+
+    result, elapsed = await timed(prober, check, 3.0)
+
+    assert verdict(result) == (True, "HTTP 200 OK", False)
+    assert elapsed < 1.0
 
 
 async def test_self_signed_certificate_passes_without_verification(

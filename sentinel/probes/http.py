@@ -12,6 +12,19 @@ through asyncio's TLS transport. Either way h11, the HTTP/1.1 parser httpx itsel
 writes the request and parses the response as it arrives: a response that a browser, curl or
 Go's net/http would refuse (a negative or doubled Content-Length, an unknown
 Transfer-Encoding, a chunk size that is not plain hex) fails the probe as a bad response.
+
+A failed probe is a result. What failed is told by the exception's type, and `_describe` is
+the one place that turns each into the probe's detail:
+
+    TimeoutError                 the probe's timeout ran out       timed out after 1s
+    socket.gaierror              the host name did not resolve     cannot resolve HOST: ...
+    ConnectError                 no address took the connection    connection refused (when
+                                 (it keeps each address's OSError)   every address refused)
+    ssl.SSLError, subclasses     the TLS handshake or a read       HOST:PORT: TLS: ...
+    h11.RemoteProtocolError      h11 refused the response          HOST:PORT: bad response: ...
+    BadResponse                  closed before a whole head came,  HOST:PORT: bad response: ...
+                                 or the head is over 64 KiB
+    OSError                      a read failed                     HOST:PORT: connection reset...
 """
 
 from __future__ import annotations
@@ -47,12 +60,21 @@ class BadResponse(Exception):
     """The connection ended, or the head outgrew MAX_HEAD, before a whole response head came."""
 
 
+class ConnectError(Exception):
+    """No address of the target took the connection."""
+
+    def __init__(self, errors: list[OSError]) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors  # each address's, in the order they were tried
+
+
 @dataclass(frozen=True)
 class _Target:
     """What a URL resolves to once: where to connect and the request to send."""
 
     host: str
     port: int
+    where: str  # "host:port" for details, an IPv6 address in brackets
     tls: bool
     request: h11.Request  # validated once; each probe's h11 connection writes it
     family: socket.AddressFamily | None  # an IP literal's; None: a name to resolve
@@ -152,12 +174,12 @@ class HttpProber:
         try:
             async with asyncio.timeout(timeout):
                 response = await self._exchange(target, check.tls_verify)
-        except TimeoutError:
-            return ProbeResult(False, time.perf_counter() - began, f"timed out after {timeout:g}s")
-        except (OSError, BadResponse, h11.RemoteProtocolError) as exc:
-            return ProbeResult(False, time.perf_counter() - began, _describe(exc, target))
+        except (OSError, ConnectError, BadResponse, h11.RemoteProtocolError) as exc:
+            # (TimeoutError and the ssl errors are OSErrors)
+            return ProbeResult(False, time.perf_counter() - began, _describe(exc, target, timeout))
         latency = time.perf_counter() - began
-        status, reason = response.status, response.reason.decode("latin-1").strip()
+        status = response.status
+        reason = response.reason.decode("latin-1").strip()
         if not any(low <= status <= high for low, high in check.expect_status):
             return ProbeResult(False, latency, f"HTTP {status} {reason}".rstrip())
         if check.body_contains is not None or check.body_regex is not None:
@@ -178,18 +200,17 @@ class HttpProber:
         exchange = _Exchange(target.request, done)
         if not target.tls:
             return await _plain_exchange(loop, target, exchange, done)
+        sock = await _connect(loop, target, None)
         try:
             await loop.create_connection(
-                lambda: exchange,
-                target.host,
-                target.port,
-                ssl=self._context(verify),
-                server_hostname=target.host,
+                lambda: exchange, sock=sock, ssl=self._context(verify), server_hostname=target.host
             )
             return await done
         finally:
             if exchange.transport is not None:
                 exchange.transport.abort()  # no lingering: the probe is over either way
+            else:
+                sock.close()  # the handshake failed
 
     def _context(self, verify: bool) -> ssl.SSLContext:
         context = self._tls.get(verify)
@@ -239,9 +260,10 @@ async def _plain_exchange(
 
 
 async def _connect(
-    loop: asyncio.AbstractEventLoop, target: _Target, request: bytes
+    loop: asyncio.AbstractEventLoop, target: _Target, request: bytes | None
 ) -> socket.socket:
-    """A connected non-blocking socket with the request sent, trying each address in turn."""
+    """A connected non-blocking socket (with `request` sent, if given), trying each address in
+    turn; ConnectError if none takes the connection."""
     addresses: list[tuple[socket.AddressFamily, Any]]
     if target.family is not None:
         addresses = [(target.family, (target.host, target.port))]
@@ -253,7 +275,10 @@ async def _connect(
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            await _connect_and_send(loop, sock, address, request)
+            if request is None:
+                await loop.sock_connect(sock, address)
+            else:
+                await _connect_and_send(loop, sock, address, request)
         except OSError as exc:
             sock.close()
             errors.append(exc)
@@ -262,9 +287,7 @@ async def _connect(
             sock.close()
             raise
         return sock
-    if len(errors) == 1 or len({str(e) for e in errors}) == 1:
-        raise errors[0]
-    raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
+    raise ConnectError(errors)
 
 
 async def _connect_and_send(
@@ -331,7 +354,9 @@ def _target(url: str, method: str, headers: tuple[tuple[str, str], ...]) -> _Tar
             (b"Connection", b"close"),
         ],
     )
-    return _Target(host, port, tls, request, _literal_family(host))
+    family = _literal_family(host)
+    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    return _Target(host, port, where, tls, request, family)
 
 
 def _literal_family(host: str) -> socket.AddressFamily | None:
@@ -342,20 +367,30 @@ def _literal_family(host: str) -> socket.AddressFamily | None:
     return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
-def _describe(exc: OSError | BadResponse | h11.RemoteProtocolError, target: _Target) -> str:
-    where = f"{target.host}:{target.port}"
+def _describe(
+    exc: OSError | ConnectError | BadResponse | h11.RemoteProtocolError,
+    target: _Target,
+    timeout: float,
+) -> str:
+    """The detail of a failed probe, by the type of what failed."""
+    where = target.where
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, ConnectError):
+        if exc.errors and all(isinstance(e, ConnectionRefusedError) for e in exc.errors):
+            return "connection refused"
+        reasons = dict.fromkeys(_os_reason(error) for error in exc.errors)  # distinct, in order
+        return f"{where}: {'; '.join(reasons) or 'no address to connect to'}"
     if isinstance(exc, BadResponse | h11.RemoteProtocolError):
         return f"{where}: bad response: {exc}"
-    if isinstance(exc, ConnectionRefusedError) or (
-        # every address of a name refused: asyncio lists them all in one OSError
-        exc.errno is None and f"[Errno {errno.ECONNREFUSED}]" in str(exc)
-    ):
-        return "connection refused"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"{where}: TLS: {exc.verify_message or exc.reason}"
+        return f"{where}: TLS: {exc.verify_message or exc.reason or exc}"
     if isinstance(exc, ssl.SSLError):
         return f"{where}: TLS: {exc.reason or exc}"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve {target.host}: {exc.strerror}"
-    reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
-    return f"{where}: {reason.lower()}"
+    return f"{where}: {_os_reason(exc)}"
+
+
+def _os_reason(exc: OSError) -> str:
+    return (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__).lower()

@@ -64,10 +64,11 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 
 @dataclass
 class LoopbackServer:
-    """A real server on 127.0.0.1 (port 0, kept bound) in the test's own event loop."""
+    """A real server on 127.0.0.1 or ::1 (port 0, kept bound) in the test's own event loop."""
 
     respond: Respond
     ssl_context: ssl.SSLContext | None = None
+    host: str = "127.0.0.1"
     connections: int = 0  # accepted (after the TLS handshake, for TLS)
     requests: list[Request] = field(default_factory=list)
     port: int = 0
@@ -75,14 +76,17 @@ class LoopbackServer:
     _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def start(self) -> LoopbackServer:
-        self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", 0, ssl=self.ssl_context
-        )
+        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    @property
+    def authority(self) -> str:
+        """host:port as in a URL, a Host header or a probe's detail."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def url(self, path: str = "/", scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+        return f"{scheme}://{self.authority}{path}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -195,8 +199,10 @@ async def serve() -> AsyncIterator[Serve]:
     """Start loopback servers; each is closed (hanging handlers cancelled) at teardown."""
     started: list[LoopbackServer] = []
 
-    async def start(respond: Respond, ssl_context: ssl.SSLContext | None = None) -> LoopbackServer:
-        server = await LoopbackServer(respond, ssl_context).start()
+    async def start(
+        respond: Respond, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    ) -> LoopbackServer:
+        server = await LoopbackServer(respond, ssl_context, host).start()
         started.append(server)
         return server
 
@@ -578,6 +584,18 @@ async def test_a_closed_port_is_connection_refused(prober: HttpProber, closed_po
     assert elapsed < 1.0
 
 
+async def test_a_closed_port_over_https_is_connection_refused(
+    prober: HttpProber, closed_port: int
+) -> None:
+    """https connects the same way: nothing listening is "connection refused" there too."""
+    check = HttpCheck(url=f"https://127.0.0.1:{closed_port}/")
+
+    result, elapsed = await timed(prober, check, 3.0)
+
+    assert verdict(result) == (False, "connection refused", False)
+    assert elapsed < 1.0
+
+
 async def close_at_once(request: Request, writer: asyncio.StreamWriter) -> bool:
     return False
 
@@ -755,6 +773,24 @@ async def test_reading_stops_at_64_kib_of_body(serve: Serve, prober: HttpProber)
     assert elapsed < 1.0
 
 
+# --- IPv6 -----------------------------------------------------------------------------------
+
+
+async def test_an_ipv6_literal_is_bracketed_in_host_and_detail(
+    serve: Serve, prober: HttpProber
+) -> None:
+    """http://[::1]:PORT/ sends "Host: [::1]:PORT", and a failure names "[::1]:PORT"."""
+    good = await serve(reply(200, "OK", b"ok"), host="::1")
+    bad = await serve(send_raw(b"hello\r\n\r\n", then="close"), host="::1")
+
+    good_result = await prober.probe(HttpCheck(url=good.url("/")), 2.0)
+    bad_result = await prober.probe(HttpCheck(url=bad.url("/")), 2.0)
+
+    assert verdict(good_result) == (True, "HTTP 200 OK", False)
+    assert [r.header("host") for r in good.requests] == [[f"[::1]:{good.port}"]]
+    assert bad_result.detail.startswith(f"[::1]:{bad.port}: bad response: illegal status line")
+
+
 # --- TLS ------------------------------------------------------------------------------------
 
 
@@ -768,8 +804,7 @@ async def test_self_signed_certificate_fails_verification(
     result, elapsed = await timed(prober, check, 3.0)
 
     assert result.ok is False
-    assert result.detail
-    assert "timed out" not in result.detail
+    assert result.detail == f"127.0.0.1:{server.port}: TLS: unable to get local issuer certificate"
     assert elapsed < 1.0
     assert server.requests == []
 

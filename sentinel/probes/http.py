@@ -25,6 +25,9 @@ the one place that turns each into the probe's detail:
     BadResponse                  closed before a whole head came,  HOST:PORT: bad response: ...
                                  or the head is over 64 KiB
     OSError                      a read failed                     HOST:PORT: connection reset...
+
+The reason phrase and h11's complaints come from the server: control characters in them are
+escaped and they are cut short before they reach a detail (a log line, a terminal, an alert).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from sentinel.probes import ProbeResult
 MAX_BODY = 64 * 1024  # enough for any health page; more is not read
 MAX_HEAD = 64 * 1024  # status line and headers
 READ_SIZE = 64 * 1024
+MAX_TEXT = 200  # characters of server-sent text (a reason phrase, h11's complaint) in a detail
 _END_OF_MESSAGE = h11.EndOfMessage()  # immutable: one serves every request
 _NOT_CONNECTED_YET = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOTCONN, errno.EINTR})
 
@@ -179,7 +183,7 @@ class HttpProber:
             return ProbeResult(False, time.perf_counter() - began, _describe(exc, target, timeout))
         latency = time.perf_counter() - began
         status = response.status
-        reason = response.reason.decode("latin-1").strip()
+        reason = _printable(response.reason.decode(errors="backslashreplace").strip())
         if not any(low <= status <= high for low, high in check.expect_status):
             return ProbeResult(False, latency, f"HTTP {status} {reason}".rstrip())
         if check.body_contains is not None or check.body_regex is not None:
@@ -382,11 +386,11 @@ def _describe(
         reasons = dict.fromkeys(_os_reason(error) for error in exc.errors)  # distinct, in order
         return f"{where}: {'; '.join(reasons) or 'no address to connect to'}"
     if isinstance(exc, BadResponse | h11.RemoteProtocolError):
-        return f"{where}: bad response: {exc}"
+        return f"{where}: bad response: {_printable(str(exc))}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"{where}: TLS: {exc.verify_message or exc.reason or exc}"
+        return f"{where}: TLS: {_printable(exc.verify_message or exc.reason or str(exc))}"
     if isinstance(exc, ssl.SSLError):
-        return f"{where}: TLS: {exc.reason or exc}"
+        return f"{where}: TLS: {_printable(exc.reason or str(exc))}"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve {target.host}: {exc.strerror}"
     return f"{where}: {_os_reason(exc)}"
@@ -394,3 +398,20 @@ def _describe(
 
 def _os_reason(exc: OSError) -> str:
     return (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__).lower()
+
+
+def _printable(text: str) -> str:
+    """Server-sent `text` fit for a detail: non-printing characters escaped as repr escapes
+    them ("\\x1b", "\\u202e"), and at most MAX_TEXT characters."""
+    if len(text) <= MAX_TEXT and text.isprintable():
+        return text
+    pieces: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        size += len(piece)
+        if size > MAX_TEXT:
+            pieces.append("...")
+            break
+        pieces.append(piece)
+    return "".join(pieces)

@@ -773,6 +773,53 @@ async def test_reading_stops_at_64_kib_of_body(serve: Serve, prober: HttpProber)
     assert elapsed < 1.0
 
 
+# --- what the server controls ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "ok"), [(200, True), (503, False)], ids=["passing", "failing"])
+async def test_control_characters_in_the_reason_phrase_are_escaped(
+    serve: Serve, prober: HttpProber, status: int, ok: bool
+) -> None:
+    """A reason phrase with terminal escapes, C1 controls or bidi overrides reaches the detail escaped."""
+    reason = b"Fine\x1b[2J\x1b]0;owned\x07 \xc2\x9b \xe2\x80\xae \xff caf\xc3\xa9"
+    raw = b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, reason)
+    server = await serve(send_raw(raw, then="close"))
+
+    result = await prober.probe(HttpCheck(url=server.url("/")), 2.0)
+
+    assert verdict(result) == (
+        ok,
+        f"HTTP {status} Fine\\x1b[2J\\x1b]0;owned\\x07 \\x9b \\u202e \\xff café",
+        False,
+    )
+
+
+async def test_a_long_reason_phrase_is_cut_short(serve: Serve, prober: HttpProber) -> None:
+    """A 10 000-character reason phrase is cut to 200 characters in the detail."""
+    raw = head(503, "x" * 10_000, "Content-Length: 0")
+    server = await serve(send_raw(raw, then="close"))
+
+    result = await prober.probe(HttpCheck(url=server.url("/")), 2.0)
+
+    assert verdict(result) == (False, "HTTP 503 " + "x" * 200 + "...", False)
+
+
+async def test_a_complaint_quoting_the_response_is_escaped_and_short(
+    serve: Serve, prober: HttpProber
+) -> None:
+    """When h11 quotes a bad header line back, the detail stays printable and short."""
+    raw = head(200, "OK", "Content-Length: 0", "Bad Header: \x1b[31m" + "y" * 10_000)
+    server = await serve(send_raw(raw, then="close"))
+
+    result = await prober.probe(HttpCheck(url=server.url("/")), 2.0)
+
+    assert result.ok is False
+    assert result.detail.startswith(f"127.0.0.1:{server.port}: bad response: illegal header line")
+    assert result.detail.isprintable()
+    assert result.detail.endswith("...")
+    assert len(result.detail) < 300
+
+
 # --- IPv6 -----------------------------------------------------------------------------------
 
 

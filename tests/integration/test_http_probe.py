@@ -762,6 +762,22 @@ async def test_interim_responses_are_skipped(serve: Serve, prober: HttpProber) -
     assert elapsed < 1.0
 
 
+@pytest.mark.parametrize(
+    ("fields", "ok"), [({}, False), ({"expect_status": "101"}, True)], ids=["default", "101"]
+)
+async def test_an_asked_for_upgrade_is_judged_by_its_101(
+    serve: Serve, prober: HttpProber, fields: dict[str, Any], ok: bool
+) -> None:
+    """With an Upgrade header configured, a 101 is the answer, judged at once like any status."""
+    server = await serve(send_raw(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", then="hang"))
+    check = HttpCheck(url=server.url("/"), headers={"Upgrade": "websocket"}, **fields)
+
+    result, elapsed = await timed(prober, check, 2.0)
+
+    assert verdict(result) == (ok, "HTTP 101 Switching Protocols", False)
+    assert elapsed < 1.0
+
+
 async def test_reading_stops_at_64_kib_of_body(serve: Serve, prober: HttpProber) -> None:
     """A body announced as 1 MiB whose first 64 KiB have come is judged then, not awaited."""
     raw = head(200, "OK", f"Content-Length: {1024 * 1024}") + b"ok" + b"x" * (64 * 1024)

@@ -1,4 +1,5 @@
-"""HttpProber against real loopback servers: statuses, body framings, requests, failures, TLS."""
+"""HttpProber against real loopback servers: statuses, body framings, requests, failures,
+malformed and hostile responses, TLS; and the URL and headers a config may give it."""
 
 from __future__ import annotations
 
@@ -376,7 +377,7 @@ async def test_server_sees_the_method_target_headers_and_host(
 async def test_userinfo_is_basic_auth_and_configured_headers_replace_the_defaults(
     serve: Serve, prober: HttpProber
 ) -> None:
-    """user:password in the URL becomes Basic auth; a configured Host or User-Agent is sent instead."""
+    """user:password in the URL is sent as Basic auth; a configured Host or User-Agent wins."""
     server = await serve(reply(200, "OK", b"ok"))
     url = f"http://ops:s%C3%A9cret%40@127.0.0.1:{server.port}/"
     headers = {"host": "web.internal", "User-Agent": "probe/1"}
@@ -407,7 +408,7 @@ async def test_userinfo_is_basic_auth_and_configured_headers_replace_the_default
 async def test_the_request_target_is_the_percent_encoded_path_and_query(
     serve: Serve, prober: HttpProber, path: str, target: str
 ) -> None:
-    """A path or query with spaces or non-ASCII characters goes out percent-encoded, as curl sends it."""
+    """A path or query with spaces or non-ASCII goes out percent-encoded, as curl sends it."""
     server = await serve(reply(200, "OK", b"ok"))
 
     result = await prober.probe(HttpCheck(url=server.url(path)), 5.0)
@@ -535,7 +536,7 @@ def config_with_headers(tmp_path: Path, headers: str) -> Path:
 def test_a_header_the_probe_cannot_send_is_a_config_error(
     tmp_path: Path, headers: str, message: str
 ) -> None:
-    """Control characters, and framing headers that contradict one bodyless request per connection."""
+    """Control characters, and framing headers that contradict one bodyless request, are refused."""
     with pytest.raises(ConfigError) as info:
         load(config_with_headers(tmp_path, headers))
 
@@ -796,7 +797,7 @@ async def test_reading_stops_at_64_kib_of_body(serve: Serve, prober: HttpProber)
 async def test_control_characters_in_the_reason_phrase_are_escaped(
     serve: Serve, prober: HttpProber, status: int, ok: bool
 ) -> None:
-    """A reason phrase with terminal escapes, C1 controls or bidi overrides reaches the detail escaped."""
+    """Terminal escapes, C1 controls and bidi overrides in a reason phrase arrive escaped."""
     reason = b"Fine\x1b[2J\x1b]0;owned\x07 \xc2\x9b \xe2\x80\xae \xff caf\xc3\xa9"
     raw = b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\n\r\n" % (status, reason)
     server = await serve(send_raw(raw, then="close"))

@@ -18,7 +18,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sentinel.auth import check_hash_format
 
@@ -287,10 +298,34 @@ def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+# Control characters other than tab: RFC 9110 leaves them out of field values, and Go's
+# net/http (the kubelet's prober) refuses to send them.
+_HEADER_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Every probe sends one request without a body and closes its connection after the answer;
+# these would contradict that (a body that never comes, a connection kept alive).
+_PROBE_OWNED_HEADERS = frozenset({"connection", "content-length", "transfer-encoding"})
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def parse_http_url(value: str) -> str:
+    """An http(s) URL in normal form, as the probe sends it: the host in IDNA (punycode), the
+    default port left out, the path and query percent-encoded ("/a b" -> "/a%20b")."""
+    try:
+        url = _HTTP_URL.validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        reason = error.get("ctx", {}).get("error") or error["msg"]
+        raise ValueError(f"expected an http or https URL ({reason}), got {value!r}") from None
+    if url.port == 0:
+        raise ValueError(
+            f"expected an http or https URL with a port from 1 to 65535, got {value!r}"
+        )
+    return str(url)
 
 
 class HttpCheck(Frozen):
-    url: str = Field(pattern=r"^https?://")
+    # The pattern turns other schemes away first; parse_http_url checks and normalises the rest.
+    url: Annotated[str, Field(pattern=r"^https?://"), AfterValidator(parse_http_url)]
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, str] = {}
     expect_status: Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)] = (
@@ -306,9 +341,17 @@ class HttpCheck(Frozen):
         for name, text in value.items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"expected a header name (letters, digits, -), got {name!r}")
-            if any(c in text for c in "\r\n\0"):
-                raise ValueError(f"header {name!r}: expected a value without line breaks")
-        return value
+            if _HEADER_VALUE_CONTROLS.search(text):
+                raise ValueError(
+                    f"header {name!r}: expected a value without line breaks or control characters"
+                )
+            if name.lower() in _PROBE_OWNED_HEADERS:
+                raise ValueError(
+                    f"header {name!r} is the probe's own: each probe sends one request without "
+                    "a body and closes the connection"
+                )
+        # Blanks around a value are not part of it (RFC 9110 5.5) and are not sent.
+        return {name: text.strip(" \t") for name, text in value.items()}
 
     @field_validator("body_regex")
     @classmethod

@@ -7,8 +7,27 @@ still works. Redirects are not followed: a 3xx is judged by its own status.
 Why not a general HTTP client: a probe needs one request on one fresh connection, a status
 and at most 64 KiB of body. httpx spends about 2.5 ms of CPU on that (client, pool, anyio
 layers), so a thousand probes a second would need two and a half cores. Here a plain-TCP
-probe is a non-blocking socket with one reader callback on the event loop, and the response
-is parsed as it arrives; https goes through asyncio's TLS transport with the same parser.
+probe is a non-blocking socket with one reader callback on the event loop, and https goes
+through asyncio's TLS transport. Either way h11, the HTTP/1.1 parser httpx itself runs on,
+writes the request and parses the response as it arrives: a response that a browser, curl or
+Go's net/http would refuse (a negative or doubled Content-Length, an unknown
+Transfer-Encoding, a chunk size that is not plain hex) fails the probe as a bad response.
+
+A failed probe is a result. What failed is told by the exception's type, and `_describe` is
+the one place that turns each into the probe's detail:
+
+    TimeoutError                 the probe's timeout ran out       timed out after 1s
+    socket.gaierror              the host name did not resolve     cannot resolve HOST: ...
+    ConnectError                 no address took the connection    connection refused (when
+                                 (it keeps each address's OSError)   every address refused)
+    ssl.SSLError, subclasses     the TLS handshake or a read       HOST:PORT: TLS: ...
+    h11.RemoteProtocolError      h11 refused the response          HOST:PORT: bad response: ...
+    BadResponse                  closed before a whole head came,  HOST:PORT: bad response: ...
+                                 or the head is over 64 KiB
+    OSError                      a read failed                     HOST:PORT: connection reset...
+
+The reason phrase and h11's complaints come from the server: control characters in them are
+escaped and they are cut short before they reach a detail (a log line, a terminal, an alert).
 """
 
 from __future__ import annotations
@@ -27,185 +46,124 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import h11
+
 from sentinel import __version__
 from sentinel.model import HttpCheck
 from sentinel.probes import ProbeResult
 
 MAX_BODY = 64 * 1024  # enough for any health page; more is not read
 MAX_HEAD = 64 * 1024  # status line and headers
-MAX_CHUNK_LINE = 4096
 READ_SIZE = 64 * 1024
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([^\r\n]*))?")
-_NO_BODY_STATUSES = frozenset({204, 304})
+MAX_TEXT = 200  # characters of server-sent text (a reason phrase, h11's complaint) in a detail
+_END_OF_MESSAGE = h11.EndOfMessage()  # immutable: one serves every request
 _NOT_CONNECTED_YET = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOTCONN, errno.EINTR})
 
 
 class BadResponse(Exception):
-    """The peer answered something that is not an HTTP/1.x response."""
+    """The connection ended, or the head outgrew MAX_HEAD, before a whole response head came."""
+
+
+class ConnectError(Exception):
+    """No address of the target took the connection."""
+
+    def __init__(self, errors: list[OSError]) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors  # each address's, in the order they were tried
 
 
 @dataclass(frozen=True)
 class _Target:
-    """What a URL resolves to once: where to connect and the request bytes to send."""
+    """What a URL resolves to once: where to connect and the request to send."""
 
     host: str
     port: int
+    where: str  # "host:port" for details, an IPv6 address in brackets
     tls: bool
-    request: bytes
-    head_only: bool
+    request: h11.Request  # validated once; each probe's h11 connection writes it
     family: socket.AddressFamily | None  # an IP literal's; None: a name to resolve
 
 
 @dataclass(frozen=True)
 class _Response:
     status: int
-    reason: str
-    body: bytes
+    reason: bytes
+    body: bytearray  # at most MAX_BODY bytes
 
 
 class _Exchange(asyncio.Protocol):
-    """Sends one request and parses the response incrementally, as data_received gets it."""
+    """One request and its response on a new connection: h11 writes the request and parses
+    the response incrementally, as data_received gets it."""
 
-    def __init__(self, request: bytes, head_only: bool, done: asyncio.Future[_Response]) -> None:
-        self._request, self._head_only, self._done = request, head_only, done
-        self._buffer = bytearray()
-        self._status = 0  # 0: the head has not arrived yet
-        self._reason = ""
+    def __init__(self, request: h11.Request, done: asyncio.Future[_Response]) -> None:
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        # Also tells h11 what the answer is to (a HEAD's has no body, whatever it announces).
+        self.request = self._h11.send(request) + self._h11.send(_END_OF_MESSAGE)
+        self._done = done
+        self._head: h11.Response | h11.InformationalResponse | None = None
         self._body = bytearray()
-        self._framing = ""  # "length", "chunked" or "close", once the head is in
-        self._remaining = 0  # "length": body bytes still to come
-        self._chunk_left: int | None = None  # "chunked": None while a size line is due
-        self._chunks = 0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(self._request)
+        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        if self._done.done():
-            return
-        self._buffer += data
-        try:
+        if not self._done.done():
+            self._h11.receive_data(data)
             self._advance()
-        except BadResponse as exc:
-            self._done.set_exception(exc)
 
     def eof_received(self) -> bool:
         if not self._done.done():
-            if self._status and self._framing == "close":
-                self._finish()
-            elif self._status:
-                self._done.set_exception(BadResponse("connection closed in the middle of the body"))
-            else:
+            if self._head is None:  # h11 would only say its state machine cannot go on
                 self._done.set_exception(BadResponse("connection closed before the response"))
+            else:
+                self._h11.receive_data(b"")  # the end of a read-until-close body, or too soon
+                self._advance()
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._done.done():
-            self._done.set_exception(exc or BadResponse("connection closed before the response"))
-
-    # --- parsing ----------------------------------------------------------------------------
+            if exc is None:
+                self.eof_received()
+            else:
+                self._done.set_exception(exc)
 
     def _advance(self) -> None:
-        while not self._status:
-            match = _HEAD_END.search(self._buffer)
-            if match is None:
-                if len(self._buffer) > MAX_HEAD:
-                    raise BadResponse(f"response head over {MAX_HEAD // 1024} KiB")
-                return
-            head = bytes(self._buffer[: match.start()])
-            del self._buffer[: match.end()]
-            self._head(head)
-        if self._framing == "chunked":
-            self._chunked()
-        elif self._framing == "close":
-            self._take(len(self._buffer))
-        else:
-            self._remaining -= self._take(self._remaining)
-            if self._remaining == 0:
-                self._finish()
-
-    def _head(self, head: bytes) -> None:
-        # Lines end in CRLF; a bare LF is accepted too, as RFC 9112 allows (and Go's client
-        # does, which is what the kubelet probes with).
-        status_line, *lines = (line.rstrip(b"\r") for line in head.split(b"\n"))
-        match = _STATUS_LINE.fullmatch(status_line)
-        if match is None:
-            raise BadResponse(f"not an HTTP/1.x status line: {status_line[:60]!r}")
-        status = int(match[1])
-        if 100 <= status < 200 and status != 101:
-            return  # an interim response (100 Continue): the real one follows
-        headers: dict[bytes, bytes] = {}
-        name = b""
-        for line in lines:
-            if line[:1] in (b" ", b"\t") and name:  # an obsolete folded continuation
-                headers[name] += b" " + line.strip()
-                continue
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise BadResponse(f"malformed header line: {line[:60]!r}")
-            name = name.strip().lower()
-            headers[name] = value.strip()
-        self._status = status
-        self._reason = (match[2] or b"").decode("latin-1").strip()
-        if self._head_only or status in _NO_BODY_STATUSES or status == 101:
-            self._framing, self._remaining = "length", 0
-        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-            self._framing = "chunked"
-        elif b"content-length" in headers:
-            try:
-                self._remaining = int(headers[b"content-length"])
-            except ValueError:
-                raise BadResponse("malformed Content-Length") from None
-            self._framing = "length"
-        else:
-            self._framing = "close"  # the body ends when the server closes
-
-    def _take(self, count: int) -> int:
-        """Move up to `count` buffered bytes into the body (keeping MAX_BODY at most); how
-        many left the buffer."""
-        count = min(count, len(self._buffer))
-        room = MAX_BODY - len(self._body)
-        if room > 0:
-            self._body += self._buffer[: min(count, room)]
-        del self._buffer[:count]
-        if len(self._body) >= MAX_BODY:
-            self._finish()  # the rest would not be looked at
-        return count
-
-    def _chunked(self) -> None:
-        while not self._done.done():
-            if self._chunk_left is None:
-                start = 2 if self._chunks else 0  # the CRLF that ends the previous chunk
-                end = self._buffer.find(b"\r\n", start)
-                if end < 0:
-                    if len(self._buffer) > MAX_CHUNK_LINE:
-                        raise BadResponse("malformed chunked body")
+        """Take h11's events until it needs more data or the verdict can be given."""
+        try:
+            while True:
+                event = self._h11.next_event()
+                if isinstance(event, h11.Data):
+                    room = MAX_BODY - len(self._body)
+                    self._body += event.data if len(event.data) <= room else event.data[:room]
+                    if len(self._body) >= MAX_BODY:
+                        self._finish()  # the rest would not be looked at
+                        return
+                elif isinstance(event, h11.Response):
+                    self._head = event
+                elif isinstance(event, h11.EndOfMessage):
+                    self._finish()
                     return
-                if self._buffer[:start] != b"\r\n"[:start]:
-                    raise BadResponse("malformed chunked body")
-                size = self._buffer[start:end].split(b";", 1)[0].strip()
-                try:
-                    self._chunk_left = int(size, 16)
-                except ValueError:
-                    raise BadResponse(f"malformed chunk size: {bytes(size[:20])!r}") from None
-                del self._buffer[: end + 2]
-                self._chunks += 1
-                if self._chunk_left == 0:
-                    self._finish()  # trailers, if any, do not matter
+                elif isinstance(event, h11.InformationalResponse):
+                    if event.status_code == 101:  # switched protocols (a configured Upgrade)
+                        self._head = event
+                        self._finish()
+                        return
+                    # an interim response (100 Continue, 103 Early Hints): the real one follows
+                else:  # NEED_DATA: wait for the next read
                     return
-            if not self._buffer:
-                return
-            self._chunk_left -= self._take(self._chunk_left)
-            if self._chunk_left == 0:
-                self._chunk_left = None  # the next size line is due
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:  # h11's hint for a head over max_incomplete_event_size
+                self._done.set_exception(BadResponse(f"response head over {MAX_HEAD // 1024} KiB"))
+            else:
+                self._done.set_exception(exc)
 
     def _finish(self) -> None:
-        if not self._done.done():
-            self._done.set_result(_Response(self._status, self._reason, bytes(self._body)))
+        head = self._head
+        assert head is not None
+        self._done.set_result(_Response(head.status_code, head.reason, self._body))
 
 
 class HttpProber:
@@ -220,12 +178,12 @@ class HttpProber:
         try:
             async with asyncio.timeout(timeout):
                 response = await self._exchange(target, check.tls_verify)
-        except TimeoutError:
-            return ProbeResult(False, time.perf_counter() - began, f"timed out after {timeout:g}s")
-        except (OSError, BadResponse) as exc:
-            return ProbeResult(False, time.perf_counter() - began, _describe(exc, target))
+        except (OSError, ConnectError, BadResponse, h11.RemoteProtocolError) as exc:
+            # (TimeoutError and the ssl errors are OSErrors)
+            return ProbeResult(False, time.perf_counter() - began, _describe(exc, target, timeout))
         latency = time.perf_counter() - began
-        status, reason = response.status, response.reason
+        status = response.status
+        reason = _printable(response.reason.decode(errors="backslashreplace").strip())
         if not any(low <= status <= high for low, high in check.expect_status):
             return ProbeResult(False, latency, f"HTTP {status} {reason}".rstrip())
         if check.body_contains is not None or check.body_regex is not None:
@@ -243,21 +201,20 @@ class HttpProber:
     async def _exchange(self, target: _Target, verify: bool) -> _Response:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[_Response] = loop.create_future()
-        exchange = _Exchange(target.request, target.head_only, done)
+        exchange = _Exchange(target.request, done)
         if not target.tls:
             return await _plain_exchange(loop, target, exchange, done)
+        sock = await _connect(loop, target, None)
         try:
             await loop.create_connection(
-                lambda: exchange,
-                target.host,
-                target.port,
-                ssl=self._context(verify),
-                server_hostname=target.host,
+                lambda: exchange, sock=sock, ssl=self._context(verify), server_hostname=target.host
             )
             return await done
         finally:
             if exchange.transport is not None:
                 exchange.transport.abort()  # no lingering: the probe is over either way
+            else:
+                sock.close()  # the handshake failed
 
     def _context(self, verify: bool) -> ssl.SSLContext:
         context = self._tls.get(verify)
@@ -280,7 +237,7 @@ async def _plain_exchange(
     done: asyncio.Future[_Response],
 ) -> _Response:
     """One request on a new plain-TCP connection: connect, send, feed the parser, close."""
-    sock = await _connect(loop, target)
+    sock = await _connect(loop, target, exchange.request)
     fd = sock.fileno()
     try:
 
@@ -306,8 +263,11 @@ async def _plain_exchange(
         sock.close()
 
 
-async def _connect(loop: asyncio.AbstractEventLoop, target: _Target) -> socket.socket:
-    """A connected non-blocking socket with the request sent, trying each address in turn."""
+async def _connect(
+    loop: asyncio.AbstractEventLoop, target: _Target, request: bytes | None
+) -> socket.socket:
+    """A connected non-blocking socket (with `request` sent, if given), trying each address in
+    turn; ConnectError if none takes the connection."""
     addresses: list[tuple[socket.AddressFamily, Any]]
     if target.family is not None:
         addresses = [(target.family, (target.host, target.port))]
@@ -319,7 +279,10 @@ async def _connect(loop: asyncio.AbstractEventLoop, target: _Target) -> socket.s
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            await _connect_and_send(loop, sock, address, target.request)
+            if request is None:
+                await loop.sock_connect(sock, address)
+            else:
+                await _connect_and_send(loop, sock, address, request)
         except OSError as exc:
             sock.close()
             errors.append(exc)
@@ -328,9 +291,7 @@ async def _connect(loop: asyncio.AbstractEventLoop, target: _Target) -> socket.s
             sock.close()
             raise
         return sock
-    if len(errors) == 1 or len({str(e) for e in errors}) == 1:
-        raise errors[0]
-    raise OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
+    raise ConnectError(errors)
 
 
 async def _connect_and_send(
@@ -372,31 +333,34 @@ async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
 
 @functools.lru_cache(maxsize=4096)
 def _target(url: str, method: str, headers: tuple[tuple[str, str], ...]) -> _Target:
+    # The model has normalised the URL: an ASCII host (IDNA), no default port, and a path and
+    # query already percent-encoded, so they go out as they are.
     parts = urlsplit(url)
     tls = parts.scheme == "https"
     host = parts.hostname or "localhost"
     port = parts.port or (443 if tls else 80)
-    default_port = port == (443 if tls else 80)
-    host_header = f"[{host}]" if ":" in host else host
     fields = {
-        "host": host_header if default_port else f"{host_header}:{port}",
-        "user-agent": f"sentinel/{__version__}",
-        "accept": "*/*",
+        "host": ("Host", parts.netloc.rpartition("@")[2]),  # with the port when not default
+        "user-agent": ("User-Agent", f"sentinel/{__version__}"),
+        "accept": ("Accept", "*/*"),
     }
     if parts.username is not None:
         userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        fields["authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
-    names = {"host": "Host", "user-agent": "User-Agent", "accept": "Accept"}
-    names["authorization"] = "Authorization"
+        credentials = base64.b64encode(userinfo.encode()).decode()
+        fields["authorization"] = ("Authorization", f"Basic {credentials}")
     for name, value in headers:  # configured headers replace the defaults
-        fields[name.lower()] = value
-        names[name.lower()] = name
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines += [f"{names[key]}: {value}" for key, value in fields.items()]
-    lines.append("Connection: close")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
-    return _Target(host, port, tls, request, method == "HEAD", _literal_family(host))
+        fields[name.lower()] = (name, value)
+    request = h11.Request(
+        method=method,
+        target=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        headers=[
+            *((name.encode("ascii"), value.encode()) for name, value in fields.values()),
+            (b"Connection", b"close"),
+        ],
+    )
+    family = _literal_family(host)
+    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    return _Target(host, port, where, tls, request, family)
 
 
 def _literal_family(host: str) -> socket.AddressFamily | None:
@@ -407,20 +371,47 @@ def _literal_family(host: str) -> socket.AddressFamily | None:
     return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
-def _describe(exc: OSError | BadResponse, target: _Target) -> str:
-    where = f"{target.host}:{target.port}"
-    if isinstance(exc, BadResponse):
-        return f"{where}: bad response: {exc}"
-    if isinstance(exc, ConnectionRefusedError) or (
-        # every address of a name refused: asyncio lists them all in one OSError
-        exc.errno is None and f"[Errno {errno.ECONNREFUSED}]" in str(exc)
-    ):
-        return "connection refused"
+def _describe(
+    exc: OSError | ConnectError | BadResponse | h11.RemoteProtocolError,
+    target: _Target,
+    timeout: float,
+) -> str:
+    """The detail of a failed probe, by the type of what failed."""
+    where = target.where
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, ConnectError):
+        if exc.errors and all(isinstance(e, ConnectionRefusedError) for e in exc.errors):
+            return "connection refused"
+        reasons = dict.fromkeys(_os_reason(error) for error in exc.errors)  # distinct, in order
+        return f"{where}: {'; '.join(reasons) or 'no address to connect to'}"
+    if isinstance(exc, BadResponse | h11.RemoteProtocolError):
+        return f"{where}: bad response: {_printable(str(exc))}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"{where}: TLS: {exc.verify_message or exc.reason}"
+        return f"{where}: TLS: {_printable(exc.verify_message or exc.reason or str(exc))}"
     if isinstance(exc, ssl.SSLError):
-        return f"{where}: TLS: {exc.reason or exc}"
+        return f"{where}: TLS: {_printable(exc.reason or str(exc))}"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve {target.host}: {exc.strerror}"
-    reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
-    return f"{where}: {reason.lower()}"
+    return f"{where}: {_os_reason(exc)}"
+
+
+def _os_reason(exc: OSError) -> str:
+    return (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__).lower()
+
+
+def _printable(text: str) -> str:
+    """Server-sent `text` fit for a detail: non-printing characters escaped as repr escapes
+    them ("\\x1b", "\\u202e"), and at most MAX_TEXT characters."""
+    if len(text) <= MAX_TEXT and text.isprintable():
+        return text
+    pieces: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        size += len(piece)
+        if size > MAX_TEXT:
+            pieces.append("...")
+            break
+        pieces.append(piece)
+    return "".join(pieces)

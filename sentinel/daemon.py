@@ -13,11 +13,11 @@ import functools
 import logging
 import os
 import signal
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from sentinel import __version__, notify
+from sentinel import __version__, limits, notify
 from sentinel.api.app import create_app
 from sentinel.api.listeners import open_listeners
 from sentinel.api.serve import ControlServer
@@ -49,9 +49,11 @@ from sentinel.reaper import ChildReaper, children_of_daemon
 from sentinel.scheduling import ProbeScheduler
 from sentinel.states import RestartReason
 from sentinel.supervisor import Supervisor
+from sentinel.systemd import ServiceManager
 
 log = logging.getLogger("sentinel")
 RECENT_EVENTS = 1000
+STATUS_EVERY = 1.0  # s: the service manager's STATUS= is updated at most this often
 
 
 class Daemon:
@@ -82,6 +84,8 @@ class Daemon:
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
         self.bus.subscribe(self.notifier.on_event)
+        self._manager: ServiceManager | None = None  # systemd, when it runs sentinel
+        self._status_pending = False
 
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
@@ -123,6 +127,40 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        manager = self._manager = ServiceManager()
+        server, audit_log = self._open_control_plane()
+        await server.start()
+        self._scheduler.start()
+        self.notifier.start()
+        status = self.bus.subscribe(self._status_changed)
+        try:
+            await self.supervisor.start_autostart()
+            manager.ready(self._status_line())
+            await self._shutdown_requested.wait()
+            log.info("shutting down: stopping all processes")
+            manager.stopping()
+            await self.supervisor.stop_all()
+        finally:
+            status()
+            await self.notifier.aclose()
+            self._scheduler.shutdown()
+            await self._http_prober.aclose()
+            self.closing.set()
+            await server.stop()
+            for driver in self.supervisor.drivers.values():
+                await driver.aclose()
+            _kill_leftovers()
+            self._reaper.reap()
+            self._reaper.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.config.socket_path.unlink()
+            audit_log.close()
+            manager.close()
+        log.info("sentinel stopped")
+        return 0
+
+    def _open_control_plane(self) -> tuple[ControlServer, AuditLog]:
+        """The listeners, bound, each behind its guard; and the audit log they write."""
         control = self.config.control
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         audit_log = AuditLog(self.config.state_dir / "audit.jsonl")
@@ -142,8 +180,6 @@ class Daemon:
             str(self.config.path),
             lambda policy: create_app(self, policy, credentials, audit_log),
         )
-        server = ControlServer(listeners)
-        await server.start()
         scheme = "https" if control.tls_cert else "http"
         log.info(
             "sentinel %s: control socket %s%s; %d processes; without a password: %s",
@@ -153,29 +189,26 @@ class Daemon:
             len(self.config.processes),
             f"{control.anonymous} (root and uid {os.geteuid()} on the socket: admin)",
         )
-        self._scheduler.start()
-        self.notifier.start()
-        try:
-            await self.supervisor.start_autostart()
-            await self._shutdown_requested.wait()
-            log.info("shutting down: stopping all processes")
-            await self.supervisor.stop_all()
-        finally:
-            await self.notifier.aclose()
-            self._scheduler.shutdown()
-            await self._http_prober.aclose()
-            self.closing.set()
-            await server.stop()
-            for driver in self.supervisor.drivers.values():
-                await driver.aclose()
-            _kill_leftovers()
-            self._reaper.reap()
-            self._reaper.close()
-            with contextlib.suppress(FileNotFoundError):
-                self.config.socket_path.unlink()
-            audit_log.close()
-        log.info("sentinel stopped")
-        return 0
+        return ControlServer(listeners), audit_log
+
+    def _status_line(self) -> str:
+        """Processes counted by state, for the service manager: "12 RUNNING, 1 BACKOFF"."""
+        counts = Counter(d.state.name for d in self.supervisor.drivers.values())
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no programs"
+
+    def _status_changed(self, event: Event) -> None:
+        """Tell the service manager the new counts, at most every STATUS_EVERY seconds (a crash
+        loop must not be a datagram per state change)."""
+        if not isinstance(event, StateChanged) or self._status_pending or not self._manager:
+            return
+        self._status_pending = True
+
+        def send() -> None:
+            self._status_pending = False
+            if self._manager is not None:
+                self._manager.status(self._status_line())
+
+        asyncio.get_running_loop().call_later(STATUS_EVERY, send)
 
     def request_shutdown(self) -> None:
         self._shutdown_requested.set()
@@ -183,19 +216,29 @@ class Daemon:
     async def reload(self) -> ConfigReloaded:
         """Re-read the config; a bad one is rejected and the running set is left untouched."""
         async with self._reload_lock:
+            if self._manager is not None:
+                self._manager.reloading()
             try:
-                new = load(self.config.path)
-                notify.check(new)
-            except ConfigError as exc:
-                log.error("reload rejected, keeping the running config:\n%s", exc)
-                self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
-                raise
-            if (new.control, new.socket_path) != (self.config.control, self.config.socket_path):
-                log.warning("[control] changed: it takes effect when sentinel restarts")
-            configure_logging(new.sentinel.log_level, new.sentinel.log_format)
-            self.notifier.reconfigure(new.notify)
-            self.config = new
-            return await self.supervisor.reload(new)
+                try:
+                    new = load(self.config.path)
+                    notify.check(new)
+                    limits.check_fits(new)
+                except ConfigError as exc:
+                    log.error("reload rejected, keeping the running config:\n%s", exc)
+                    self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
+                    raise
+                if (new.control, new.socket_path) != (
+                    self.config.control,
+                    self.config.socket_path,
+                ):
+                    log.warning("[control] changed: it takes effect when sentinel restarts")
+                configure_logging(new.sentinel.log_level, new.sentinel.log_format)
+                self.notifier.reconfigure(new.notify)
+                self.config = new
+                return await self.supervisor.reload(new)
+            finally:
+                if self._manager is not None:
+                    self._manager.reloaded(self._status_line())
 
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())
@@ -300,6 +343,7 @@ def log_event(event: Event) -> None:
 def run(config_path: str | None) -> int:
     config = load(find_config(config_path))
     notify.check(config)
+    limits.check_fits(config, limits.raise_soft_limit())
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
     config.log_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,4 +1,8 @@
-"""sentinel's own log: readable lines on stderr, or one JSON object per line for log shippers."""
+"""sentinel's own log: readable lines on stderr, or one JSON object per line for log shippers.
+
+When stderr is the journal (systemd's $JOURNAL_STREAM names it), each line starts with its
+syslog priority (`<6>`) and carries no timestamp of its own: journald stamps and ranks it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ import sys
 import time
 from typing import Any
 
+from sentinel.systemd import journal_stream
+
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+_JOURNAL_FORMAT = "%(levelname)-7s %(message)s"
+# syslog priorities (RFC 5424): what journald reads from a "<N>" prefix
+_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,9 +35,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line (a traceback's too) with the record's priority."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_PRIORITY.get(record.levelname, 6)}>"
+        return "\n".join(prefix + line for line in self._inner.format(record).split("\n"))
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    journal = journal_stream()
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(_JOURNAL_FORMAT if journal else _TEXT_FORMAT)
+    handler.setFormatter(JournalFormatter(formatter) if journal else formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

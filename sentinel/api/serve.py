@@ -30,8 +30,8 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sentinel.api.security import PEER
+from sentinel.limits import CONNECTIONS_PER_LISTENER
 
-CONNECTIONS_PER_LISTENER = 128
 HEADER_TIMEOUT = 10.0  # seconds for a request head to arrive
 KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
 MAX_HEAD = 16 * 1024  # bytes of request line and headers

@@ -7,6 +7,7 @@ import email
 import email.message
 import http.server
 import json
+import os
 import queue
 import signal
 import socket
@@ -55,8 +56,17 @@ def child(code: str) -> list[str]:
 class SentinelProcess:
     """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream."""
 
-    def __init__(self, directory: Path, config: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: str,
+        env: dict[str, str] | None = None,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
+        """`env`: added to the daemon's environment; `nofile`: its (soft, hard) RLIMIT_NOFILE."""
         self.directory = directory
+        self.env = env or {}
+        self.nofile = nofile
         self.config_path = directory / "sentinel.toml"
         self.config_path.write_text(textwrap.dedent(config))
         control = tomllib.loads(textwrap.dedent(config)).get("control", {})
@@ -71,9 +81,12 @@ class SentinelProcess:
 
     def start(self) -> SentinelProcess:
         with self.stderr_path.open("wb") as stderr:
+            argv = [sys.executable, "-m", "sentinel", "run", "-c", str(self.config_path)]
+            if self.nofile is not None:  # util-linux's prlimit: no preexec_fn in a threaded test
+                argv = ["prlimit", "--nofile={}:{}".format(*self.nofile), "--", *argv]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sentinel", "run", "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=self.directory,
+                argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                cwd=self.directory, env={**os.environ, **self.env},
             )  # fmt: skip
         wait_until(self._answers, what="the control socket")
         self._reader = threading.Thread(target=self._read_events, daemon=True)

@@ -1,7 +1,8 @@
 """TOML -> model: includes, ${VAR} expansion, validation, and errors a user can act on.
 
 `load(path)` returns a `Config` or raises `ConfigError` listing every problem found, each
-naming the file, the dotted key path and what was expected.
+naming the file, the dotted key path and what was expected. `control_socket(path)` is what a
+client needs: the `[control]` socket of the main file, read alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sentinel.model import (
     NAME_PATTERN,
     Config,
     ConfigFile,
+    ControlSection,
     LogSpec,
     ProcessSpec,
     Program,
@@ -70,6 +72,35 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     if problems:
         raise ConfigError(problems)
     return _resolve(path, parsed, document.get("programs", {}), origin)
+
+
+def control_socket(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Path:
+    """The daemon's control socket, for a client: `[control] socket` of the main file alone.
+
+    Nothing else is read or checked (no includes, no other table, no `${VAR}` outside this
+    key): a typo in conf.d/ or a variable set for the daemon but not in the operator's shell
+    must not stop `sentinel status` while the daemon runs fine.
+    """
+    path = Path(path).absolute()
+    env = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError.single(str(path), "", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError.single(str(path), "", f"invalid TOML: {exc}") from None
+    control = document.get("control", {})
+    if not isinstance(control, dict):
+        raise ConfigError.single(str(path), "control", "expected a table")
+    socket = control.get("socket", ControlSection().socket)
+    if not isinstance(socket, str) or not socket:
+        raise ConfigError.single(str(path), "control.socket", f"expected a path, got {socket!r}")
+    problems: list[ConfigProblem] = []
+    expanded = str(_expand(socket, env, str(path), "control.socket", problems))
+    if problems:
+        raise ConfigError(problems)
+    return path.parent / expanded
 
 
 def _as_first_instances(document: dict[str, Any]) -> dict[str, Any]:

@@ -196,12 +196,15 @@ def state_is(process: str, state: str) -> Callable[[Event], bool]:
 
 
 @pytest.fixture
-def sentinel(tmp_path: Path) -> Iterator[Callable[[str], SentinelProcess]]:
-    """Start a real sentinel on a config; it is shut down (SIGTERM, exit 0) at teardown."""
+def sentinel(tmp_path: Path) -> Iterator[Callable[..., SentinelProcess]]:
+    """Start a real sentinel on a config; it is shut down (SIGTERM, exit 0) at teardown. Give
+    each of several daemons a `name`: it gets a directory (config, socket, logs) of its own."""
     started: list[SentinelProcess] = []
 
-    def start(config: str) -> SentinelProcess:
-        daemon = SentinelProcess(tmp_path, config)
+    def start(config: str, name: str = "") -> SentinelProcess:
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        daemon = SentinelProcess(directory, config)
         started.append(daemon)
         return daemon.start()
 

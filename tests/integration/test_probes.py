@@ -165,8 +165,9 @@ def test_failing_readiness_never_restarts(sentinel: Start, closed_port: int) -> 
         0,
     )
     assert "refused" in status["probes"]["readiness"]["detail"]
-    text = daemon.cli("status", "app").stdout
-    assert "not ready" in text and "refused" in text
+    header, row = daemon.cli("status", "app").stdout.splitlines()
+    assert header.split()[5:7] == ["HEALTH", "READY"]
+    assert row.split()[5:7] == ["unknown", "no"] and "readiness: " in row and "refused" in row
     assert daemon.log().count("app: readiness probe failed") == 1  # logged once, not 20 times
 
 
@@ -240,8 +241,9 @@ def test_exec_probe_environment_and_nagios_codes(sentinel: Start, tmp_path: Path
     )
     pid = daemon.status("w_1")["pid"]
     assert (tmp_path / "env-1").read_text() == f"w_1 pool {pid}"
-    text = daemon.cli("status", "w_1").stdout
-    assert "[healthy, ready; liveness: warning: DISK WARNING - 91% used" in text, text
+    row = daemon.cli("status", "w_1").stdout.splitlines()[1]
+    assert row.split()[5:7] == ["healthy", "yes"], row
+    assert row.endswith("liveness: warning: DISK WARNING - 91% used | used=91%"), row
 
 
 def test_exec_probes_read_exit_codes_as_kubernetes_does(sentinel: Start, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.auth import hash_password
-from sentinel.config import load
+from sentinel.config import control_socket, load
 from sentinel.errors import ConfigError
 from sentinel.model import parse_duration, parse_size
 
@@ -313,3 +313,41 @@ def test_a_tcp_port_may_hold_instance(tmp_path: Path) -> None:
         load(path)
     assert f"{path}: programs.w.liveness.tcp.port: expected" in str(info.value)
     assert "(instance 6)" in str(info.value)
+
+
+def test_a_client_reads_the_control_socket_alone(tmp_path: Path) -> None:
+    """The socket comes from [control] of the main file; broken includes and unset ${VAR}s
+    elsewhere do not matter to a client, while load() still refuses them."""
+    main = write(
+        tmp_path / "s.toml",
+        'include = ["conf.d/*.toml"]\n'
+        '[sentinel]\nlog_dir = "${LOGS}"\n'
+        '[control]\nsocket = "${RUN:-run}/sentinel.sock"\n'
+        '[programs.web]\ncommand = "${WEB_BINARY}"\nstop_timeout = "soon"\n',
+    )
+    write(tmp_path / "conf.d" / "typo.toml", "[programs.worker\n")
+    assert control_socket(main, environ={}) == tmp_path / "run" / "sentinel.sock"
+    assert control_socket(main, environ={"RUN": "/var/run"}) == Path("/var/run/sentinel.sock")
+    with pytest.raises(ConfigError):
+        load(main, environ={})
+    main.write_text("[programs.web]\ncommand = 'x'\n")
+    assert control_socket(main, environ={}) == tmp_path / "sentinel.sock"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[control\n", "invalid TOML"),
+        ("control = 3\n", "control: expected a table"),
+        ("[control]\nsocket = 3\n", "control.socket: expected a path, got 3"),
+        ('[control]\nsocket = "${NOPE}"\n', "control.socket: environment variable NOPE"),
+    ],
+)
+def test_a_client_is_told_what_is_wrong_with_the_control_table(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """What a client cannot use in [control] is an error naming the file and the key."""
+    path = write(tmp_path / "s.toml", text)
+    with pytest.raises(ConfigError) as info:
+        control_socket(path, environ={})
+    assert f"{path}: {expected}" in str(info.value)

@@ -1,0 +1,71 @@
+"""The commands that need no daemon: run it, check a config, test the alerts, hash a password."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from sentinel.cli.fleet import EXIT_NOT_IN_STATE, EXIT_OK, EXIT_USAGE
+from sentinel.cli.output import Style, table
+
+# The config's models (pydantic) are imported where they are used: a client command need not
+# pay for them.
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: client commands start faster without the daemon's imports (uvicorn).
+    from sentinel.daemon import run  # noqa: PLC0415
+
+    return run(args.config)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    from sentinel import notify  # noqa: PLC0415 (apprise is slow to import; only this needs it)
+    from sentinel.config import find_config, load  # noqa: PLC0415
+
+    config = load(find_config(args.config))
+    notify.check(config)
+    print(f"{config.path}: ok, {len(config.processes)} processes")
+    rows = [
+        (spec.name, spec.group, str(spec.priority), str(spec.settings.autostart).lower(),
+         " ".join(spec.settings.command))
+        for spec in sorted(config.processes, key=lambda p: (p.priority, p.name))
+    ]  # fmt: skip
+    header = ("NAME", "GROUP", "PRIORITY", "AUTOSTART", "COMMAND")
+    print("\n".join(table(header, rows, Style.of(sys.stdout))))
+    return EXIT_OK
+
+
+def notify_test(args: argparse.Namespace) -> int:
+    from sentinel.config import find_config, load  # noqa: PLC0415
+    from sentinel.notify import send_test  # noqa: PLC0415 (apprise: see check_config)
+
+    config = load(find_config(args.config))
+    if not config.notify.urls and config.notify.config is None:
+        print(
+            f"{config.path}: [notify] has no urls and no config: nothing to test", file=sys.stderr
+        )
+        return EXIT_USAGE
+    results = asyncio.run(send_test(config.notify))
+    for url, ok in results:
+        print(f"{'ok    ' if ok else 'FAILED'}  {url}")
+    return EXIT_OK if all(ok for _, ok in results) else EXIT_NOT_IN_STATE
+
+
+def hash_password(_: argparse.Namespace) -> int:
+    from sentinel.auth import hash_password  # noqa: PLC0415 (only this command needs it)
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("sentinel: the passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("sentinel: an empty password is not a password", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK

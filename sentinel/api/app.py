@@ -65,8 +65,16 @@ class _Endpoints:
         return JSONResponse([p.to_dict() for p in self.processes.snapshots()])
 
     async def program(self, request: Request) -> Response:
-        (snapshot,) = self.processes.snapshots([request.path_params["name"]])
+        (snapshot,) = self.processes.snapshots([self._process(request)])
         return JSONResponse(snapshot.to_dict())
+
+    def _process(self, request: Request) -> str:
+        """The process named in the path. A name there is one process: a selection like
+        `all` or `GROUP:*` is not one (the group and `all` routes take those)."""
+        name: str = request.path_params["name"]
+        if self.processes.select([name]) != [name]:
+            raise NoSuchProcess(f"no such process: {name}")
+        return name
 
     def command(self, action: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -77,7 +85,7 @@ class _Endpoints:
     async def _command(self, request: Request, action: str) -> Response:
         params = request.path_params
         if "name" in params:
-            selection = params["name"]
+            selection = self._process(request)
         elif "group" in params:
             selection = f"{params['group']}:*"
         else:
@@ -106,7 +114,7 @@ class _Endpoints:
 
     def _log_of(self, request: Request) -> LogReader:
         stream = query_choice(request, "stream", STREAMS)
-        capture = self.processes.log(request.path_params["name"], stream)
+        capture = self.processes.log(self._process(request), stream)
         if capture is None:
             raise NoSuchProcess(f'the {stream} of this process is not captured (path = "none")')
         return capture
@@ -243,17 +251,31 @@ ACTIONS = ("start", "stop", "restart", "signal")
 
 
 async def _requested_signal(request: Request) -> signal.Signals:
-    name = request.query_params.get("signal")
-    if name is None and await request.body():
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest('expected a JSON body like {"signal": "HUP"}') from None
-        name = body.get("signal") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name:
+    """The signal the query names, else the JSON body. A body is checked even when the query
+    names the signal: what a caller got wrong is refused, never ignored."""
+    in_body = await _body_signal(request) if await request.body() else None
+    in_query = request.query_params.get("signal")
+    if in_query is not None:
+        return _signal_named(in_query)
+    if in_body is None:
         raise BadRequest('name the signal: ?signal=HUP or {"signal": "HUP"}')
+    return in_body
+
+
+async def _body_signal(request: Request) -> signal.Signals:
     try:
-        return parse_signal(name.upper() if not name.isdigit() else int(name))
+        body = await request.json()
+    except ValueError:
+        body = None
+    name = body.get("signal") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        raise BadRequest('expected a JSON body like {"signal": "HUP"}')
+    return _signal_named(name)
+
+
+def _signal_named(name: str) -> signal.Signals:
+    try:
+        return parse_signal(int(name) if name.isascii() and name.isdigit() else name)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -22,13 +22,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from sentinel import __version__
-from sentinel.api.control import (
-    BadRequest,
-    Control,
-    LogReader,
-    query_bool,
-    query_choice,
-    query_int,
+from sentinel.api.control import BadRequest, Control, LogReader
+from sentinel.api.params import (
+    FOLLOW,
+    HISTORY,
+    LENGTH,
+    MAX_LOG_READ,
+    OFFSET,
+    STREAM,
+    TAIL_BYTES,
+    WAIT,
 )
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
 from sentinel.audit import AuditLog
@@ -37,11 +40,6 @@ from sentinel.errors import ConfigError, NoSuchProcess
 from sentinel.events import Event
 from sentinel.metrics import CONTENT_TYPE
 from sentinel.model import parse_signal
-
-TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
-MAX_LOG_READ = 1 << 20  # bytes one log read returns at most (length 0: "to the end", capped)
-MAX_HISTORY = 1000  # events replayed at most on the event stream
-STREAMS = ("stdout", "stderr")
 
 
 class _Endpoints:
@@ -90,7 +88,7 @@ class _Endpoints:
             selection = f"{params['group']}:*"
         else:
             selection = "all"
-        wait = query_bool(request, "wait", True)
+        wait = WAIT.read(request)
         sig = await _requested_signal(request) if action == "signal" else None
         names = self.processes.select([selection])
         if sig is not None:
@@ -113,7 +111,7 @@ class _Endpoints:
         )
 
     def _log_of(self, request: Request) -> LogReader:
-        stream = query_choice(request, "stream", STREAMS)
+        stream = STREAM.read(request)
         capture = self.processes.log(self._process(request), stream)
         if capture is None:
             raise NoSuchProcess(f'the {stream} of this process is not captured (path = "none")')
@@ -123,8 +121,8 @@ class _Endpoints:
         """Like Supervisor's readProcessLog: a negative offset counts from the end; length 0
         reads to the end. At most MAX_LOG_READ bytes: the offset header says where to go on."""
         capture = self._log_of(request)
-        offset = query_int(request, "offset", -TAIL_BYTES, -(1 << 62), 1 << 62)
-        length = query_int(request, "length", 0, 0, 1 << 62)
+        offset = OFFSET.read(request)
+        length = LENGTH.read(request)
         length = MAX_LOG_READ if length == 0 else min(length, MAX_LOG_READ)
         data, end = await asyncio.to_thread(capture.read, offset, length)
         return Response(
@@ -166,8 +164,8 @@ class _Endpoints:
     async def events(self, request: Request) -> Response:
         """SSE: the last `history` events, then (unless follow=false) every new one."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
-        history = query_int(request, "history", 0, 0, MAX_HISTORY)
-        follow = query_bool(request, "follow", True)
+        history = HISTORY.read(request)
+        follow = FOLLOW.read(request)
 
         def enqueue(event: Event) -> None:
             if not queue.full():  # a reader that cannot keep up loses events, not the daemon

@@ -1,4 +1,5 @@
-"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown.
+"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown,
+and the OpenAPI document that describes them (openapi.py).
 
 Built by `create_app(control, policy, credentials, audit)`, one app per listener, behind the
 listener's `Guard` (security.py); the daemon serves it with uvicorn on its own event loop.
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp
 
 from sentinel import __version__
 from sentinel.api.control import BadRequest, Control, LogReader
+from sentinel.api.openapi import DOCUMENT
 from sentinel.api.params import (
     FOLLOW,
     HISTORY,
@@ -58,6 +60,9 @@ class _Endpoints:
         return JSONResponse(
             {"status": "ok", "version": __version__, "http": self.control.http_address}
         )
+
+    async def openapi(self, _: Request) -> Response:
+        return JSONResponse(DOCUMENT)
 
     async def programs(self, _: Request) -> Response:
         return JSONResponse([p.to_dict() for p in self.processes.snapshots()])
@@ -218,10 +223,22 @@ def create_app(
 ) -> ASGIApp:
     """The API for one listener, behind its guard. `extra_routes` adds routes built on the
     same control (the XML-RPC endpoint)."""
+    handlers: dict[Any, Any] = {
+        NoSuchProcess: lambda _, exc: _error(404, str(exc)),
+        BadRequest: lambda _, exc: _error(400, str(exc)),
+    }
+    routes = api_routes(control) + extra_routes(control)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    return Guard(app, policy, credentials, audit_log)
+
+
+def api_routes(control: Control) -> list[Route]:
+    """The JSON API's routes, each behind the role it needs (openapi.py describes them)."""
     e = _Endpoints(control)
     viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
     routes = [
         Route("/healthz", e.healthz),  # for monitors of sentinel itself: no role needed
+        Route("/api/v1/openapi.json", requires(viewer, e.openapi)),
         Route("/metrics", requires(viewer, e.metrics)),
         Route("/api/v1/programs", requires(viewer, e.programs)),
         Route("/api/v1/programs/{name:str}", requires(viewer, e.program)),
@@ -236,13 +253,7 @@ def create_app(
             Route(prefix + verb, requires(operator, e.command(verb)), methods=["POST"])
             for verb in ACTIONS
         ]
-    routes += extra_routes(control)
-    handlers: dict[Any, Any] = {
-        NoSuchProcess: lambda _, exc: _error(404, str(exc)),
-        BadRequest: lambda _, exc: _error(400, str(exc)),
-    }
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, policy, credentials, audit_log)
+    return routes
 
 
 ACTIONS = ("start", "stop", "restart", "signal")

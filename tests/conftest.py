@@ -68,6 +68,13 @@ def _is_zombie_or_gone(pid: int) -> bool:
 @pytest.fixture(autouse=True)
 def no_leaked_children() -> Iterator[None]:
     """Fail a test that leaves a child, grandchild or zombie of the test process behind."""
+    with no_leaks():
+        yield
+
+
+@contextlib.contextmanager
+def no_leaks() -> Iterator[None]:
+    """Fail if a child, grandchild or zombie of the test process started inside is left."""
     before = _descendants(os.getpid())
     yield
     leaked = sorted(_descendants(os.getpid()) - before)

@@ -1,4 +1,5 @@
-"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown.
+"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown,
+and the OpenAPI document that describes them (openapi.py).
 
 Built by `create_app(control, policy, credentials, audit)`, one app per listener, behind the
 listener's `Guard` (security.py); the daemon serves it with uvicorn on its own event loop.
@@ -22,13 +23,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from sentinel import __version__
-from sentinel.api.control import (
-    BadRequest,
-    Control,
-    LogReader,
-    query_bool,
-    query_choice,
-    query_int,
+from sentinel.api.control import BadRequest, Control, LogReader
+from sentinel.api.openapi import DOCUMENT
+from sentinel.api.params import (
+    FOLLOW,
+    HISTORY,
+    LENGTH,
+    MAX_LOG_READ,
+    OFFSET,
+    STREAM,
+    TAIL_BYTES,
+    WAIT,
 )
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
 from sentinel.audit import AuditLog
@@ -37,11 +42,6 @@ from sentinel.errors import ConfigError, NoSuchProcess
 from sentinel.events import Event
 from sentinel.metrics import CONTENT_TYPE
 from sentinel.model import parse_signal
-
-TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
-MAX_LOG_READ = 1 << 20  # bytes one log read returns at most (length 0: "to the end", capped)
-MAX_HISTORY = 1000  # events replayed at most on the event stream
-STREAMS = ("stdout", "stderr")
 
 
 class _Endpoints:
@@ -61,12 +61,23 @@ class _Endpoints:
             {"status": "ok", "version": __version__, "http": self.control.http_address}
         )
 
+    async def openapi(self, _: Request) -> Response:
+        return JSONResponse(DOCUMENT)
+
     async def programs(self, _: Request) -> Response:
         return JSONResponse([p.to_dict() for p in self.processes.snapshots()])
 
     async def program(self, request: Request) -> Response:
-        (snapshot,) = self.processes.snapshots([request.path_params["name"]])
+        (snapshot,) = self.processes.snapshots([self._process(request)])
         return JSONResponse(snapshot.to_dict())
+
+    def _process(self, request: Request) -> str:
+        """The process named in the path. A name there is one process: a selection like
+        `all` or `GROUP:*` is not one (the group and `all` routes take those)."""
+        name: str = request.path_params["name"]
+        if self.processes.select([name]) != [name]:
+            raise NoSuchProcess(f"no such process: {name}")
+        return name
 
     def command(self, action: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -77,12 +88,12 @@ class _Endpoints:
     async def _command(self, request: Request, action: str) -> Response:
         params = request.path_params
         if "name" in params:
-            selection = params["name"]
+            selection = self._process(request)
         elif "group" in params:
             selection = f"{params['group']}:*"
         else:
             selection = "all"
-        wait = query_bool(request, "wait", True)
+        wait = WAIT.read(request)
         sig = await _requested_signal(request) if action == "signal" else None
         names = self.processes.select([selection])
         if sig is not None:
@@ -105,8 +116,8 @@ class _Endpoints:
         )
 
     def _log_of(self, request: Request) -> LogReader:
-        stream = query_choice(request, "stream", STREAMS)
-        capture = self.processes.log(request.path_params["name"], stream)
+        stream = STREAM.read(request)
+        capture = self.processes.log(self._process(request), stream)
         if capture is None:
             raise NoSuchProcess(f'the {stream} of this process is not captured (path = "none")')
         return capture
@@ -115,8 +126,8 @@ class _Endpoints:
         """Like Supervisor's readProcessLog: a negative offset counts from the end; length 0
         reads to the end. At most MAX_LOG_READ bytes: the offset header says where to go on."""
         capture = self._log_of(request)
-        offset = query_int(request, "offset", -TAIL_BYTES, -(1 << 62), 1 << 62)
-        length = query_int(request, "length", 0, 0, 1 << 62)
+        offset = OFFSET.read(request)
+        length = LENGTH.read(request)
         length = MAX_LOG_READ if length == 0 else min(length, MAX_LOG_READ)
         data, end = await asyncio.to_thread(capture.read, offset, length)
         return Response(
@@ -158,8 +169,8 @@ class _Endpoints:
     async def events(self, request: Request) -> Response:
         """SSE: the last `history` events, then (unless follow=false) every new one."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=10000)
-        history = query_int(request, "history", 0, 0, MAX_HISTORY)
-        follow = query_bool(request, "follow", True)
+        history = HISTORY.read(request)
+        follow = FOLLOW.read(request)
 
         def enqueue(event: Event) -> None:
             if not queue.full():  # a reader that cannot keep up loses events, not the daemon
@@ -212,10 +223,22 @@ def create_app(
 ) -> ASGIApp:
     """The API for one listener, behind its guard. `extra_routes` adds routes built on the
     same control (the XML-RPC endpoint)."""
+    handlers: dict[Any, Any] = {
+        NoSuchProcess: lambda _, exc: _error(404, str(exc)),
+        BadRequest: lambda _, exc: _error(400, str(exc)),
+    }
+    routes = api_routes(control) + extra_routes(control)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    return Guard(app, policy, credentials, audit_log)
+
+
+def api_routes(control: Control) -> list[Route]:
+    """The JSON API's routes, each behind the role it needs (openapi.py describes them)."""
     e = _Endpoints(control)
     viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
     routes = [
         Route("/healthz", e.healthz),  # for monitors of sentinel itself: no role needed
+        Route("/api/v1/openapi.json", requires(viewer, e.openapi)),
         Route("/metrics", requires(viewer, e.metrics)),
         Route("/api/v1/programs", requires(viewer, e.programs)),
         Route("/api/v1/programs/{name:str}", requires(viewer, e.program)),
@@ -230,30 +253,38 @@ def create_app(
             Route(prefix + verb, requires(operator, e.command(verb)), methods=["POST"])
             for verb in ACTIONS
         ]
-    routes += extra_routes(control)
-    handlers: dict[Any, Any] = {
-        NoSuchProcess: lambda _, exc: _error(404, str(exc)),
-        BadRequest: lambda _, exc: _error(400, str(exc)),
-    }
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, policy, credentials, audit_log)
+    return routes
 
 
 ACTIONS = ("start", "stop", "restart", "signal")
 
 
 async def _requested_signal(request: Request) -> signal.Signals:
-    name = request.query_params.get("signal")
-    if name is None and await request.body():
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest('expected a JSON body like {"signal": "HUP"}') from None
-        name = body.get("signal") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name:
+    """The signal the query names, else the JSON body. A body is checked even when the query
+    names the signal: what a caller got wrong is refused, never ignored."""
+    in_body = await _body_signal(request) if await request.body() else None
+    in_query = request.query_params.get("signal")
+    if in_query is not None:
+        return _signal_named(in_query)
+    if in_body is None:
         raise BadRequest('name the signal: ?signal=HUP or {"signal": "HUP"}')
+    return in_body
+
+
+async def _body_signal(request: Request) -> signal.Signals:
     try:
-        return parse_signal(name.upper() if not name.isdigit() else int(name))
+        body = await request.json()
+    except ValueError:
+        body = None
+    name = body.get("signal") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        raise BadRequest('expected a JSON body like {"signal": "HUP"}')
+    return _signal_named(name)
+
+
+def _signal_named(name: str) -> signal.Signals:
+    try:
+        return parse_signal(int(name) if name.isascii() and name.isdigit() else name)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -1,4 +1,4 @@
-"""What the control plane's endpoints need from the daemon, and how they read a request.
+"""What the control plane's endpoints need from the daemon.
 
 The daemon implements `Control`; the JSON API (app.py) and the XML-RPC endpoint (xmlrpc.py)
 use nothing else, so neither reaches a process driver.
@@ -10,8 +10,6 @@ import asyncio
 import signal
 from collections.abc import Iterable, Sequence
 from typing import Protocol
-
-from starlette.requests import Request
 
 from sentinel.bus import EventBus
 from sentinel.events import ConfigReloaded, Event
@@ -75,34 +73,3 @@ class Control(Protocol):
 
 class BadRequest(Exception):
     """A request the API cannot act on (400), with what was expected."""
-
-
-def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within [low, high]; BadRequest otherwise."""
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name}: expected an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name}: expected an integer from {low} to {high}, got {value}")
-    return value
-
-
-def query_bool(request: Request, name: str, default: bool) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-    if raw.lower() not in value:
-        raise BadRequest(f"{name}: expected true or false, got {raw[:40]!r}")
-    return value[raw.lower()]
-
-
-def query_choice(request: Request, name: str, choices: Sequence[str]) -> str:
-    raw = request.query_params.get(name, choices[0])
-    if raw not in choices:
-        raise BadRequest(f"{name}: expected one of {', '.join(choices)}, got {raw[:40]!r}")
-    return raw

@@ -210,6 +210,57 @@ def test_a_bad_query_parameter_is_a_400(open_daemon: SentinelProcess, query: str
     assert "expected" in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/programs/all"),  # a 500: one process was unpacked from two
+        ("GET", "/api/v1/programs/beta:*"),
+        ("GET", "/api/v1/programs/beta:beta"),
+        ("GET", "/api/v1/programs/all/log"),  # read the first process's log
+        ("POST", "/api/v1/programs/all/stop"),  # stopped every process
+        ("POST", "/api/v1/programs/beta:*/signal?signal=CONT"),
+    ],
+)
+def test_a_process_route_takes_one_process_not_a_selection(
+    open_daemon: SentinelProcess, method: str, path: str
+) -> None:
+    """/api/v1/programs/{name}/... names one process: `all` and GROUP:* are 404 there (the
+    group and all routes take those)."""
+    response = open_daemon.api(method, path)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"].startswith("no such process: ")
+    assert open_daemon.status("beta")["state"] == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("query", "body"),
+    [
+        ("?signal=CONT", '{"signal": "AAA"}'),  # found by schemathesis: a 200, body ignored
+        ("?signal=CONT", '{"signal": 18}'),
+        ("?signal=CONT", "[]"),
+        ("?signal=CONT", "{"),
+        ("?signal=%D9%A3", ""),  # an Arabic-Indic 3: was SIGQUIT
+        ("", "{}"),
+        ("", ""),
+    ],
+)
+def test_a_signal_named_wrong_anywhere_is_a_400(
+    open_daemon: SentinelProcess, query: str, body: str
+) -> None:
+    """The query and the body are both checked, though the query wins when both are right."""
+    headers = {"Content-Type": "application/json"}
+    path = "/api/v1/programs/beta/signal" + query
+    response = open_daemon.api("POST", path, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["ok"] is False
+
+
+def test_a_signal_in_the_body_alone_is_sent(open_daemon: SentinelProcess) -> None:
+    body = {"signal": "cont"}
+    response = open_daemon.api("POST", "/api/v1/programs/beta/signal", json=body)
+    assert response.status_code == 200 and response.json()["results"] == {"beta": True}
+
+
 def test_idle_connections_cannot_take_the_daemons_descriptors(open_daemon: SentinelProcess) -> None:
     """More idle connections than the cap are closed at once; the daemon still answers."""
     address = http_address(open_daemon)

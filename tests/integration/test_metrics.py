@@ -92,14 +92,14 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
     return found[0]
 
 
-def of_program(samples: list[Sample], program: str) -> list[Sample]:
-    return [s for s in samples if s.labels.get("program") == program]
+def of_process(samples: list[Sample], process: str) -> list[Sample]:
+    return [s for s in samples if s.labels.get("process") == process]
 
 
 def not_zero(samples: list[Sample]) -> list[tuple[str, dict[str, str]]]:
-    """The samples that are not 0, as (name, labels other than program and group)."""
+    """The samples that are not 0, as (name, labels other than process, program and group)."""
     return [
-        (s.name, {k: v for k, v in s.labels.items() if k not in ("program", "group")})
+        (s.name, {k: v for k, v in s.labels.items() if k not in ("process", "program", "group")})
         for s in samples
         if s.value != 0
     ]
@@ -177,6 +177,11 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
         tcp = {{ port = 9 }}
         [programs.off.readiness]
         tcp = {{ port = 9 }}
+        [programs.pool]
+        command = {SLEEPER}
+        autostart = false
+        instances = 2
+        group = "idle"
     """)
     daemon.wait_event(lambda e: e["event"] == "probe_result" and e["process"] == "app")
     response = httpx.get(f"http://{http_address(daemon)}/metrics", timeout=10)
@@ -198,11 +203,11 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
     for result in ("sent", "failed", "suppressed"):
         assert value(samples, "sentinel_notifications_total", result=result) == 0
     # app ran a probe: its histogram is there and has counted it.
-    assert value(samples, "sentinel_program_up", program="app") == 1
-    assert value(samples, "sentinel_probe_duration_seconds_count", program="app") >= 1
-    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
+    assert value(samples, "sentinel_program_up", process="app") == 1
+    assert value(samples, "sentinel_probe_duration_seconds_count", process="app") >= 1
+    assert value(samples, "sentinel_probe_success", process="app", probe="liveness") == 1
 
-    off = of_program(samples, "off")
+    off = of_process(samples, "off")
     assert {s.name for s in off} == PER_PROCESS | PER_PROBE
     assert {s.labels["group"] for s in off} == {"idle"}
     assert {s.labels["state"] for s in off if s.name == "sentinel_program_state"} == STATES
@@ -215,6 +220,18 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
     }
     assert not_zero(off) == [("sentinel_program_state", {"state": "STOPPED"})]
     assert value(off, "sentinel_program_state", state="STOPPED") == 1
+    # Instances share their program; programs share their group (the group defaults to the
+    # program's name).
+    assert {
+        (s.labels["process"], s.labels["program"], s.labels["group"])
+        for s in samples
+        if s.name in PER_PROCESS | PER_PROBE
+    } == {
+        ("app", "app", "app"),
+        ("off", "off", "idle"),
+        ("pool_0", "pool", "idle"),
+        ("pool_1", "pool", "idle"),
+    }
 
 
 # --- 2. counters against the event stream -----------------------------------------------------
@@ -273,20 +290,20 @@ def test_restart_counters_match_the_restart_events_per_reason(
     assert by_reason["liveness"] >= 1
     for reason in REASONS:
         assert (
-            value(samples, "sentinel_program_restarts_total", program="app", reason=reason)
+            value(samples, "sentinel_program_restarts_total", process="app", reason=reason)
             == by_reason[reason]
         ), reason
     backoffs = unique(daemon.events, "backoff", "app")
     # The first automatic restart is immediate, and no run lasted reset_after (one series);
     # manual and reload restarts skip the backoff.
     assert len(backoffs) == kills + by_reason["liveness"] - 1
-    assert value(samples, "sentinel_program_backoffs_total", program="app") == len(backoffs)
+    assert value(samples, "sentinel_program_backoffs_total", process="app") == len(backoffs)
     assert daemon.status("app")["restarts"] == len(restarts)
-    assert value(samples, "sentinel_program_up", program="app") == 1
-    assert value(samples, "sentinel_program_backoff_delay_seconds", program="app") == 0
-    assert value(samples, "sentinel_program_last_exit_code", program="app") == -signal.SIGTERM
-    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
-    failures = value(samples, "sentinel_probe_failures_total", program="app", probe="liveness")
+    assert value(samples, "sentinel_program_up", process="app") == 1
+    assert value(samples, "sentinel_program_backoff_delay_seconds", process="app") == 0
+    assert value(samples, "sentinel_program_last_exit_code", process="app") == -signal.SIGTERM
+    assert value(samples, "sentinel_probe_success", process="app", probe="liveness") == 1
+    failures = value(samples, "sentinel_probe_failures_total", process="app", probe="liveness")
     assert failures >= by_reason["liveness"]
 
 
@@ -314,8 +331,8 @@ def test_reload_removes_and_adds_series(sentinel: Start) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     daemon.wait_event(lambda e: e["event"] == "restart" and e["process"] == "gone")
     before = scrape(daemon)
-    assert value(before, "sentinel_program_restarts_total", program="gone", reason="manual") == 1
-    assert not of_program(before, "new")
+    assert value(before, "sentinel_program_restarts_total", process="gone", reason="manual") == 1
+    assert not of_process(before, "new")
 
     def reload(text: str) -> Event:
         daemon.config_path.write_text(text)
@@ -326,15 +343,15 @@ def test_reload_removes_and_adds_series(sentinel: Start) -> None:
     reloaded = reload(config(("keep", True), ("new", False)))
     assert (reloaded["ok"], reloaded["added"], reloaded["removed"]) == (True, ["new"], ["gone"])
     after = scrape(daemon)
-    assert not of_program(after, "gone")
-    new = of_program(after, "new")
+    assert not of_process(after, "gone")
+    new = of_process(after, "new")
     assert {s.name for s in new} == PER_PROCESS
     assert not_zero(new) == [("sentinel_program_state", {"state": "STOPPED"})]
-    assert {s.name for s in of_program(after, "keep")} == PER_PROCESS
-    assert value(after, "sentinel_program_up", program="keep") == 1
+    assert {s.name for s in of_process(after, "keep")} == PER_PROCESS
+    assert value(after, "sentinel_program_up", process="keep") == 1
 
     reload(config(("keep", True), ("new", False), ("gone", False)))
-    back = of_program(scrape(daemon), "gone")
+    back = of_process(scrape(daemon), "gone")
     assert {s.name for s in back} == PER_PROCESS
     assert not_zero(back) == [("sentinel_program_state", {"state": "STOPPED"})]
 
@@ -383,7 +400,7 @@ def test_cpu_and_memory_cover_the_whole_process_tree(sentinel: Start, tmp_path: 
     pid = daemon.status("tree")["pid"]
 
     def tree(name: str) -> float:
-        return value(scrape(daemon), name, program="tree")
+        return value(scrape(daemon), name, process="tree")
 
     assert tree("sentinel_program_resident_memory_bytes") >= 60 * 2**20
     own_cpu, own_rss = own_usage(pid)
@@ -433,7 +450,7 @@ def test_cpu_counter_does_not_go_back_when_a_descendant_is_orphaned(
     daemon.wait_event(lambda e: e["event"] == "probe_result" and e["ok"], timeout=20)
 
     def tree(name: str) -> float:
-        return value(scrape(daemon), name, program="tree")
+        return value(scrape(daemon), name, process="tree")
 
     wait_until(
         lambda: tree("sentinel_program_cpu_seconds_total") >= 1.0,

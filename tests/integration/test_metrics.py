@@ -630,7 +630,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Real Prometheus: every dashboard query has data, and every alert rule's expression is
-    non-empty and its alert fires, for the right program and target only."""
+    non-empty and its alert fires, for the right process, program and target only."""
     crash = json.dumps(child("import sys; sys.exit(1)"))
     config = f"""
         [control]
@@ -645,8 +645,10 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         command = {SLEEPER}
         start_seconds = 0
         notify = false
+        group = "svc"
         [programs.crashloop]
         command = {crash}
+        instances = 2
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
         flapping = {{ restarts = 3, window = "10m" }}
@@ -655,6 +657,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
         notify = false
+        group = "svc"
         [programs.livefail.liveness]
         tcp = {{ port = {closed_port} }}
         period = "200ms"
@@ -763,40 +766,70 @@ def check_dashboard_rules_and_alerts(
     except AssertionError as exc:
         raise AssertionError(f"{exc}: empty {json.dumps(empty, indent=2)}") from None
 
-    # (c) Each alert fires for what the daemon went through, for the right program and target.
+    # (c) Each alert fires for what the daemon went through, for the right process, program
+    # and target: (alert, target, process, program). Crash loops and flapping are one alert
+    # per program (no process label); the other program alerts are per process.
     wanted = {
-        ("SentinelProgramDown", target, "crashloop"),
-        ("SentinelProgramDown", target, "stuck"),
-        ("SentinelProgramDown", target, "fatal"),
-        ("SentinelProgramFatal", target, "fatal"),
-        ("SentinelProgramCrashLooping", target, "crashloop"),
-        ("SentinelProgramFlapping", target, "crashloop"),
-        ("SentinelLivenessFailing", target, "livefail"),
-        ("SentinelProgramStuckInBackoff", target, "stuck"),
-        ("SentinelConfigReloadFailed", target, None),
-        ("SentinelNotificationsFailing", target, None),
-        ("SentinelDown", dead, None),
-        ("SentinelAbsent", foreign, None),
+        ("SentinelProgramDown", target, "crashloop_0", "crashloop"),
+        ("SentinelProgramDown", target, "crashloop_1", "crashloop"),
+        ("SentinelProgramDown", target, "stuck", "stuck"),
+        ("SentinelProgramDown", target, "fatal", "fatal"),
+        ("SentinelProgramFatal", target, "fatal", "fatal"),
+        ("SentinelProgramCrashLooping", target, None, "crashloop"),
+        ("SentinelProgramFlapping", target, None, "crashloop"),
+        ("SentinelLivenessFailing", target, "livefail", "livefail"),
+        ("SentinelProgramStuckInBackoff", target, "stuck", "stuck"),
+        ("SentinelConfigReloadFailed", target, None, None),
+        ("SentinelNotificationsFailing", target, None, None),
+        ("SentinelDown", dead, None, None),
+        ("SentinelAbsent", foreign, None, None),
     }
+    Key = tuple[str, str | None, str | None, str | None]
 
-    def firing() -> set[tuple[str, str | None, str | None]]:
-        alerts = server.api("alerts")["alerts"]
-        return {
-            (a["labels"]["alertname"], a["labels"].get("instance"), a["labels"].get("program"))
-            for a in alerts
-            if a["state"] == "firing"
-        }
+    def key(labels: dict[str, str]) -> Key:
+        return (
+            labels["alertname"],
+            labels.get("instance"),
+            labels.get("process"),
+            labels.get("program"),
+        )
+
+    # Every alert seen firing since the start: with `for: 0s` a crash-looping process's alerts
+    # come and go with its state at each evaluation.
+    alerts: dict[Key, dict[str, Any]] = {}
+
+    def all_fired() -> bool:
+        for alert in server.api("alerts")["alerts"]:
+            if alert["state"] == "firing":
+                alerts[key(alert["labels"])] = alert
+        return wanted <= alerts.keys()
 
     try:
-        wait_until(lambda: wanted <= firing(), timeout=left(), what="the alerts to fire")
+        wait_until(all_fired, timeout=left(), what="the alerts to fire")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: missing {sorted(wanted - firing(), key=str)}") from None
+        missing = sorted(wanted - alerts.keys(), key=str)
+        raise AssertionError(f"{exc}: missing {missing}") from None
     unexpected = {
         alert
-        for alert in firing() - wanted
-        if alert[2] == "steady" or alert[0] in ("SentinelDown", "SentinelAbsent")
+        for alert in alerts.keys() - wanted
+        if alert[3] == "steady" or alert[0] in ("SentinelDown", "SentinelAbsent")
     }
     assert not unexpected, unexpected
+
+    # (d) Every alert names its process and program.
+    for (_, _, process, program), alert in alerts.items():
+        annotations = alert["annotations"]
+        text = annotations["summary"] + annotations["description"]
+        if program:
+            assert program in annotations["summary"], alert
+        if process:
+            assert process in annotations["summary"], alert
+            # and a command to run on it
+            assert re.search(rf"`sentinel \w+ {re.escape(process)}`", text), alert
+    for name in ("SentinelProgramCrashLooping", "SentinelProgramFlapping"):
+        description = alerts[name, target, None, "crashloop"]["annotations"]["description"]
+        assert description.startswith("2 of the 2 processes of crashloop "), description
+        assert "crashloop_0" in description and "crashloop_1" in description, description
 
 
 def test_liveness_alert_is_quiet_until_the_first_probe(
@@ -832,5 +865,5 @@ def test_liveness_alert_is_quiet_until_the_first_probe(
         timeout=30,
         what="SentinelProgramFatal",
     )
-    assert not [a for a in alerts() if a.get("program") == "slow"], alerts()
+    assert not [a for a in alerts() if a.get("process") == "slow"], alerts()
     assert not [e for e in daemon.events if e["event"] == "probe_result"]

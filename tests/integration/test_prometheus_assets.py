@@ -153,6 +153,23 @@ def test_every_alert_has_severity_summary_and_description() -> None:
         assert annotations.get("description", "").strip(), name
 
 
+def test_program_alerts_name_the_process_and_the_program() -> None:
+    """Every alert about programs names the program in its summary and the process (or, per
+    program, its processes) in its summary or description."""
+    (group,) = [g for g in load_yaml(ALERT_RULES)["groups"] if g["name"] == "sentinel-programs"]
+    for rule in group["rules"]:
+        name, annotations = rule["alert"], rule["annotations"]
+        assert "$labels.program" in annotations["summary"], name
+        text = annotations["summary"] + annotations["description"]
+        per_program = rule["expr"].lstrip().startswith("count by (job, instance, program, group)")
+        if per_program:
+            # no process label: the description lists them
+            assert "{{ $s.Labels.process }}" in annotations["description"], name
+        else:
+            assert "$labels.process" in annotations["summary"], name
+            assert re.search(r"`sentinel \w+ \{\{ \$labels.process \}\}`", text), name
+
+
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     """Each alert has a unit test case where it fires and one where it does not."""
     cases: dict[str, list[list[Any]]] = {}

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_CONFIG = ROOT / "conf" / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
+GRAFANA = "https://grafana.example.com/"
 REASONS = {"exited", "liveness", "manual", "reload"}
 STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
 PER_PROCESS = {
@@ -570,17 +573,26 @@ def rules_firing_at_once(directory: Path) -> Path:
     return path
 
 
-def scrape_config(targets: list[str], rule_file: Path) -> dict[str, Any]:
-    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`."""
+def scrape_config(
+    targets: list[str], rule_file: Path, alertmanager: str | None = None
+) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`, the
+    link base URLs set as its comments say, and alerts sent to `alertmanager` if given."""
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {
         "scrape_interval": "1s",
         "scrape_timeout": "1s",
         "evaluation_interval": "1s",
+        "external_labels": {
+            "sentinel_runbook_url": RUNBOOKS,
+            "sentinel_grafana_url": GRAFANA,
+        },
     }
     config["rule_files"] = [str(rule_file)]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
     job["static_configs"] = [{"targets": targets}]
+    if alertmanager:
+        config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     return config
 
 
@@ -625,12 +637,42 @@ def not_sentinel() -> Iterator[str]:
         thread.join(10)
 
 
+@contextlib.contextmanager
+def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback Alertmanager that records every alert Prometheus posts to it (API v2)."""
+    received: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/api/v2/alerts":
+                received.extend(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     sentinel: Start, prometheus: Callable[[dict[str, Any]], Prometheus], closed_port: int,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Real Prometheus: every dashboard query has data, and every alert rule's expression is
-    non-empty and its alert fires, for the right process, program and target only."""
+    non-empty and its alert fires, for the right process, program and target only, with
+    links built from the external labels; what reaches Alertmanager has the links but not
+    those labels."""
     crash = json.dumps(child("import sys; sys.exit(1)"))
     config = f"""
         [control]
@@ -691,13 +733,15 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert daemon.status("steady")["state"] == "RUNNING"
 
-    with not_sentinel() as foreign:
-        server = prometheus(scrape_config([target, dead, foreign], rules_firing_at_once(tmp_path)))
-        check_dashboard_rules_and_alerts(server, target, dead, foreign)
+    with not_sentinel() as foreign, alert_receiver() as (alertmanager, received):
+        server = prometheus(
+            scrape_config([target, dead, foreign], rules_firing_at_once(tmp_path), alertmanager)
+        )
+        check_dashboard_rules_and_alerts(server, target, dead, foreign, received)
 
 
 def check_dashboard_rules_and_alerts(
-    server: Prometheus, target: str, dead: str, foreign: str
+    server: Prometheus, target: str, dead: str, foreign: str, received: list[dict[str, Any]]
 ) -> None:
     deadline = time.monotonic() + 60  # for everything below, together
 
@@ -816,9 +860,17 @@ def check_dashboard_rules_and_alerts(
     }
     assert not unexpected, unexpected
 
-    # (d) Every alert names its process and program.
-    for (_, _, process, program), alert in alerts.items():
+    # (d) Every alert names its process and program, and links to its runbook section and to
+    # the dashboard, from the base URLs set as external labels.
+    for (name, instance, process, program), alert in alerts.items():
         annotations = alert["annotations"]
+        assert annotations["runbook_url"] == f"{RUNBOOKS}#{name.lower()}", alert
+        dashboard = f"{GRAFANA.rstrip('/')}/d/sentinel-overview/sentinel?var-job=sentinel"
+        if instance:
+            dashboard += f"&var-instance={urllib.parse.quote_plus(instance)}"
+        if program:
+            dashboard += f"&var-program={program}"
+        assert annotations["dashboard_url"] == dashboard, alert
         text = annotations["summary"] + annotations["description"]
         if program:
             assert program in annotations["summary"], alert
@@ -830,6 +882,17 @@ def check_dashboard_rules_and_alerts(
         description = alerts[name, target, None, "crashloop"]["annotations"]["description"]
         assert description.startswith("2 of the 2 processes of crashloop "), description
         assert "crashloop_0" in description and "crashloop_1" in description, description
+
+    # (e) Alertmanager gets the alerts with their links, without the link labels.
+    wait_until(
+        lambda: {a["labels"]["alertname"] for a in received} >= {w[0] for w in wanted},
+        timeout=left(),
+        what="the alerts to reach Alertmanager",
+    )
+    for alert in received:
+        assert not {"sentinel_runbook_url", "sentinel_grafana_url"} & alert["labels"].keys()
+        assert alert["annotations"]["runbook_url"].startswith(f"{RUNBOOKS}#"), alert
+        assert alert["annotations"]["dashboard_url"].startswith(GRAFANA.rstrip("/")), alert
 
 
 def test_liveness_alert_is_quiet_until_the_first_probe(

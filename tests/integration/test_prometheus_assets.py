@@ -26,6 +26,7 @@ SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "sentinel-alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "sentinel-alerts.test.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 VARIABLES = ["datasource", "job", "instance", "program"]
@@ -34,6 +35,16 @@ VARIABLE_QUERIES = {
     "instance": 'label_values(sentinel_build_info{job=~"$job"}, instance)',
     "program": 'label_values(sentinel_program_up{job=~"$job", instance=~"$instance"}, program)',
 }
+# The link annotations every alert has: the base URL from an external label (with a default),
+# then the alert's own part (sentinel-alerts.yml, "Links").
+RUNBOOK_BASE = (
+    "{{ or $externalLabels.sentinel_runbook_url "
+    '"https://github.com/sentinel/sentinel/blob/main/docs/runbooks.md" }}'
+)
+DASHBOARD_BASE = (
+    '{{ reReplaceAll "/+$" "" (or $externalLabels.sentinel_grafana_url "http://localhost:3000") }}'
+    "/d/sentinel-overview/sentinel?"
+)
 # Metrics with `program` and `group` labels (DESIGN.md "Metrics"): queries on them filter by
 # the program variable; every sentinel metric is filtered by job and instance.
 PER_PROGRAM = re.compile(r"^sentinel_(program|probe)_")
@@ -151,6 +162,28 @@ def test_every_alert_has_severity_summary_and_description() -> None:
         annotations = rule.get("annotations", {})
         assert annotations.get("summary", "").strip(), name
         assert annotations.get("description", "").strip(), name
+
+
+def test_every_alert_links_to_its_runbook_section_and_to_the_dashboard() -> None:
+    """runbook_url is the runbook's section for the alert (a `## Name` heading of
+    docs/runbooks.md), dashboard_url the dashboard with variables it has, both from the
+    configurable base URLs."""
+    headings = re.findall(r"^## (\S+)$", RUNBOOKS.read_text(), re.MULTILINE)
+    variables = {variable["name"] for variable in dashboard()["templating"]["list"]}
+    names = set()
+    for rule in alert_rules():
+        name, annotations = rule["alert"], rule["annotations"]
+        names.add(name)
+        assert annotations.get("runbook_url") == f"{RUNBOOK_BASE}#{name.lower()}", name
+        assert name in headings, f"{name}: no section in {RUNBOOKS.name}"
+        url = annotations.get("dashboard_url", "")
+        assert url.startswith(DASHBOARD_BASE), name
+        assert url.startswith(f"{DASHBOARD_BASE}var-job={{{{ urlquery $labels.job }}}}"), name
+        assert set(re.findall(r"var-(\w+)=", url)) <= variables, name
+        if "program" in rule["expr"] or name.startswith("SentinelProgram"):
+            assert "&var-program={{ urlquery $labels.program }}" in url, name
+    # and every section is an alert's (the headings other than the introduction's)
+    assert set(headings) - {"Reading"} == names
 
 
 def test_program_alerts_name_the_process_and_the_program() -> None:

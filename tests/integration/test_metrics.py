@@ -789,6 +789,30 @@ def check_dashboard_rules_and_alerts(
         "instance": {target},
         "program": {"steady", "crashloop", "livefail", "fatal", "stuck"},
     }
+    # The program variable lists programs (above); the per-program panels sum a program's
+    # instances, and the Processes table has a row for each process.
+    panels = {panel["title"]: panel for panel in board["panels"]}
+    restarts = grafana_expr(
+        panels["Restarts per program, by reason"]["targets"][0]["expr"], variables
+    )
+    assert {
+        tuple(sorted(r["metric"].items()))
+        for r in server.query(restarts)
+        if r["metric"]["program"] == "crashloop"
+    } == {(("program", "crashloop"), ("reason", reason)) for reason in REASONS}
+    for table in panels["Processes"]["targets"]:
+        rows = server.query(grafana_expr(table["expr"], variables))
+        processes = [r["metric"]["process"] for r in rows]
+        if table["refId"] == "B":  # uptime: RUNNING processes only
+            assert "steady" in processes, processes
+            continue
+        assert sorted(processes) == sorted(
+            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck"]
+        ), table["refId"]
+        assert {(r["metric"]["process"], r["metric"]["program"]) for r in rows} >= {
+            ("crashloop_0", "crashloop"),
+            ("crashloop_1", "crashloop"),
+        }
 
     # (b) Every rule evaluates without error, and every rule's expression has a result.
     rules = [rule for group in server.api("rules")["groups"] for rule in group["rules"]]

@@ -45,11 +45,12 @@ DASHBOARD_BASE = (
     '{{ reReplaceAll "/+$" "" (or $externalLabels.sentinel_grafana_url "http://localhost:3000") }}'
     "/d/sentinel-overview/sentinel?"
 )
-# Metrics with `program` and `group` labels (DESIGN.md "Metrics"): queries on them filter by
-# the program variable; every sentinel metric is filtered by job and instance.
+# Metrics with `process`, `program` and `group` labels (DESIGN.md "Metrics"): queries on them
+# filter by the program variable; every sentinel metric is filtered by job and instance.
 PER_PROGRAM = re.compile(r"^sentinel_(program|probe)_")
 SELECTOR = re.compile(r"\b(sentinel_\w+)(\{[^}]*\})?")
 RANGE = re.compile(r"\[([^\]]*)\]")
+JOIN = re.compile(r"\b(?:on|ignoring)\s*\(([^)]*)\)")
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +309,32 @@ def test_queries_filter_by_job_instance_and_program() -> None:
             assert 'instance=~"$instance"' in matchers, where
             if PER_PROGRAM.match(metric):
                 assert 'program=~"$program"' in matchers, where
+
+
+def test_joins_match_one_process() -> None:
+    """Queries that relate two series match them on the process: a program name can stand for
+    several processes (its instances)."""
+    checked = 0
+    for title, target in targets():
+        for join in JOIN.findall(target["expr"]):
+            labels = {label.strip() for label in join.split(",")}
+            assert labels == {"job", "instance", "process"}, f"{title}: on ({join})"
+            checked += 1
+    assert checked
+
+
+def test_processes_table_has_a_row_per_process() -> None:
+    """The Processes table keeps every process (grouped by process, not program), with its
+    program, group and state."""
+    (table,) = [panel for panel in dashboard()["panels"] if panel["title"] == "Processes"]
+    assert table["type"] == "table"
+    for target in table["targets"]:
+        assert target["expr"].startswith(
+            (
+                "max by (job, instance, group, program, process) (",
+                "sum by (job, instance, group, program, process) (",
+            )
+        ), target["refId"]
+    columns = table["transformations"][1]["options"]["renameByName"]
+    assert {"process", "program", "group"} <= columns.keys()
+    assert columns["Value #A"] == "State"

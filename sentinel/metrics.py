@@ -164,8 +164,10 @@ class _ProbeSeries:
 class _ProcessSeries:
     """Every series of one process, built when it first shows up (or its probes change)."""
 
-    def __init__(self, program: str, group: str, probes: tuple[str, ...]) -> None:
-        labels = (("program", program), ("group", group))
+    def __init__(self, process: str, program: str, group: str, probes: tuple[str, ...]) -> None:
+        # process, program, group, then the rest: a program's processes (its instances) and a
+        # group's programs can be summed. All three come from the config.
+        labels = (("process", process), ("program", program), ("group", group))
         self.up = UP.series(labels)
         self.state = [STATE.series((*labels, ("state", s.name))) for s in ProcessState]
         self.restarts = [RESTARTS.series((*labels, ("reason", r.value))) for r in RestartReason]
@@ -252,7 +254,7 @@ class SentinelCollector(Collector):
         self._snapshots = snapshots
         self._escaped = escaped
         # Every series' exposition text is rendered once and kept while its process lasts.
-        self._series: dict[tuple[str, str, tuple[str, ...]], _ProcessSeries] = {}
+        self._series: dict[tuple[str, str, str, tuple[str, ...]], _ProcessSeries] = {}
         self._notification_series = {
             r: NOTIFICATIONS.series((("result", r),)) for r in NOTIFICATION_RESULTS
         }
@@ -292,7 +294,7 @@ class SentinelCollector(Collector):
         known, self._series = self._series, {}
         processes = []
         for snapshot in self._snapshots():
-            key = (snapshot.name, snapshot.group, snapshot.configured_probes)
+            key = (snapshot.name, snapshot.program, snapshot.group, snapshot.configured_probes)
             series = self._series[key] = known.get(key) or _ProcessSeries(*key)
             counters = self._counters[snapshot.name]
             probes = []

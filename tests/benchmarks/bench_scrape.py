@@ -26,8 +26,11 @@ import httpx
 def scrape(host: str, port: int) -> bytes:
     """GET /metrics over TCP as Prometheus does, with a client that costs next to nothing
     (so that the figure is sentinel's: an HTTP library in Python would add its own parsing)."""
+    # The Host names the listener, as Prometheus's does: the control plane answers 421 to any
+    # other (its DNS-rebinding guard).
+    request = f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     with socket.create_connection((host, port)) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: sentinel\r\nConnection: close\r\n\r\n")
+        sock.sendall(request.encode())
         chunks = []
         while chunk := sock.recv(1 << 20):
             chunks.append(chunk)

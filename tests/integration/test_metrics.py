@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_CONFIG = ROOT / "conf" / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
+GRAFANA = "https://grafana.example.com/"
 REASONS = {"exited", "liveness", "manual", "reload"}
 STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
 PER_PROCESS = {
@@ -92,14 +95,14 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
     return found[0]
 
 
-def of_program(samples: list[Sample], program: str) -> list[Sample]:
-    return [s for s in samples if s.labels.get("program") == program]
+def of_process(samples: list[Sample], process: str) -> list[Sample]:
+    return [s for s in samples if s.labels.get("process") == process]
 
 
 def not_zero(samples: list[Sample]) -> list[tuple[str, dict[str, str]]]:
-    """The samples that are not 0, as (name, labels other than program and group)."""
+    """The samples that are not 0, as (name, labels other than process, program and group)."""
     return [
-        (s.name, {k: v for k, v in s.labels.items() if k not in ("program", "group")})
+        (s.name, {k: v for k, v in s.labels.items() if k not in ("process", "program", "group")})
         for s in samples
         if s.value != 0
     ]
@@ -177,6 +180,11 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
         tcp = {{ port = 9 }}
         [programs.off.readiness]
         tcp = {{ port = 9 }}
+        [programs.pool]
+        command = {SLEEPER}
+        autostart = false
+        instances = 2
+        group = "idle"
     """)
     daemon.wait_event(lambda e: e["event"] == "probe_result" and e["process"] == "app")
     response = httpx.get(f"http://{http_address(daemon)}/metrics", timeout=10)
@@ -198,11 +206,11 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
     for result in ("sent", "failed", "suppressed"):
         assert value(samples, "sentinel_notifications_total", result=result) == 0
     # app ran a probe: its histogram is there and has counted it.
-    assert value(samples, "sentinel_program_up", program="app") == 1
-    assert value(samples, "sentinel_probe_duration_seconds_count", program="app") >= 1
-    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
+    assert value(samples, "sentinel_program_up", process="app") == 1
+    assert value(samples, "sentinel_probe_duration_seconds_count", process="app") >= 1
+    assert value(samples, "sentinel_probe_success", process="app", probe="liveness") == 1
 
-    off = of_program(samples, "off")
+    off = of_process(samples, "off")
     assert {s.name for s in off} == PER_PROCESS | PER_PROBE
     assert {s.labels["group"] for s in off} == {"idle"}
     assert {s.labels["state"] for s in off if s.name == "sentinel_program_state"} == STATES
@@ -215,6 +223,18 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
     }
     assert not_zero(off) == [("sentinel_program_state", {"state": "STOPPED"})]
     assert value(off, "sentinel_program_state", state="STOPPED") == 1
+    # Instances share their program; programs share their group (the group defaults to the
+    # program's name).
+    assert {
+        (s.labels["process"], s.labels["program"], s.labels["group"])
+        for s in samples
+        if s.name in PER_PROCESS | PER_PROBE
+    } == {
+        ("app", "app", "app"),
+        ("off", "off", "idle"),
+        ("pool_0", "pool", "idle"),
+        ("pool_1", "pool", "idle"),
+    }
 
 
 # --- 2. counters against the event stream -----------------------------------------------------
@@ -273,20 +293,20 @@ def test_restart_counters_match_the_restart_events_per_reason(
     assert by_reason["liveness"] >= 1
     for reason in REASONS:
         assert (
-            value(samples, "sentinel_program_restarts_total", program="app", reason=reason)
+            value(samples, "sentinel_program_restarts_total", process="app", reason=reason)
             == by_reason[reason]
         ), reason
     backoffs = unique(daemon.events, "backoff", "app")
     # The first automatic restart is immediate, and no run lasted reset_after (one series);
     # manual and reload restarts skip the backoff.
     assert len(backoffs) == kills + by_reason["liveness"] - 1
-    assert value(samples, "sentinel_program_backoffs_total", program="app") == len(backoffs)
+    assert value(samples, "sentinel_program_backoffs_total", process="app") == len(backoffs)
     assert daemon.status("app")["restarts"] == len(restarts)
-    assert value(samples, "sentinel_program_up", program="app") == 1
-    assert value(samples, "sentinel_program_backoff_delay_seconds", program="app") == 0
-    assert value(samples, "sentinel_program_last_exit_code", program="app") == -signal.SIGTERM
-    assert value(samples, "sentinel_probe_success", program="app", probe="liveness") == 1
-    failures = value(samples, "sentinel_probe_failures_total", program="app", probe="liveness")
+    assert value(samples, "sentinel_program_up", process="app") == 1
+    assert value(samples, "sentinel_program_backoff_delay_seconds", process="app") == 0
+    assert value(samples, "sentinel_program_last_exit_code", process="app") == -signal.SIGTERM
+    assert value(samples, "sentinel_probe_success", process="app", probe="liveness") == 1
+    failures = value(samples, "sentinel_probe_failures_total", process="app", probe="liveness")
     assert failures >= by_reason["liveness"]
 
 
@@ -314,8 +334,8 @@ def test_reload_removes_and_adds_series(sentinel: Start) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     daemon.wait_event(lambda e: e["event"] == "restart" and e["process"] == "gone")
     before = scrape(daemon)
-    assert value(before, "sentinel_program_restarts_total", program="gone", reason="manual") == 1
-    assert not of_program(before, "new")
+    assert value(before, "sentinel_program_restarts_total", process="gone", reason="manual") == 1
+    assert not of_process(before, "new")
 
     def reload(text: str) -> Event:
         daemon.config_path.write_text(text)
@@ -326,15 +346,15 @@ def test_reload_removes_and_adds_series(sentinel: Start) -> None:
     reloaded = reload(config(("keep", True), ("new", False)))
     assert (reloaded["ok"], reloaded["added"], reloaded["removed"]) == (True, ["new"], ["gone"])
     after = scrape(daemon)
-    assert not of_program(after, "gone")
-    new = of_program(after, "new")
+    assert not of_process(after, "gone")
+    new = of_process(after, "new")
     assert {s.name for s in new} == PER_PROCESS
     assert not_zero(new) == [("sentinel_program_state", {"state": "STOPPED"})]
-    assert {s.name for s in of_program(after, "keep")} == PER_PROCESS
-    assert value(after, "sentinel_program_up", program="keep") == 1
+    assert {s.name for s in of_process(after, "keep")} == PER_PROCESS
+    assert value(after, "sentinel_program_up", process="keep") == 1
 
     reload(config(("keep", True), ("new", False), ("gone", False)))
-    back = of_program(scrape(daemon), "gone")
+    back = of_process(scrape(daemon), "gone")
     assert {s.name for s in back} == PER_PROCESS
     assert not_zero(back) == [("sentinel_program_state", {"state": "STOPPED"})]
 
@@ -383,7 +403,7 @@ def test_cpu_and_memory_cover_the_whole_process_tree(sentinel: Start, tmp_path: 
     pid = daemon.status("tree")["pid"]
 
     def tree(name: str) -> float:
-        return value(scrape(daemon), name, program="tree")
+        return value(scrape(daemon), name, process="tree")
 
     assert tree("sentinel_program_resident_memory_bytes") >= 60 * 2**20
     own_cpu, own_rss = own_usage(pid)
@@ -433,7 +453,7 @@ def test_cpu_counter_does_not_go_back_when_a_descendant_is_orphaned(
     daemon.wait_event(lambda e: e["event"] == "probe_result" and e["ok"], timeout=20)
 
     def tree(name: str) -> float:
-        return value(scrape(daemon), name, program="tree")
+        return value(scrape(daemon), name, process="tree")
 
     wait_until(
         lambda: tree("sentinel_program_cpu_seconds_total") >= 1.0,
@@ -553,17 +573,26 @@ def rules_firing_at_once(directory: Path) -> Path:
     return path
 
 
-def scrape_config(targets: list[str], rule_file: Path) -> dict[str, Any]:
-    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`."""
+def scrape_config(
+    targets: list[str], rule_file: Path, alertmanager: str | None = None
+) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`, the
+    link base URLs set as its comments say, and alerts sent to `alertmanager` if given."""
     config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
     config["global"] = {
         "scrape_interval": "1s",
         "scrape_timeout": "1s",
         "evaluation_interval": "1s",
+        "external_labels": {
+            "sentinel_runbook_url": RUNBOOKS,
+            "sentinel_grafana_url": GRAFANA,
+        },
     }
     config["rule_files"] = [str(rule_file)]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
     job["static_configs"] = [{"targets": targets}]
+    if alertmanager:
+        config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     return config
 
 
@@ -608,12 +637,42 @@ def not_sentinel() -> Iterator[str]:
         thread.join(10)
 
 
+@contextlib.contextmanager
+def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback Alertmanager that records every alert Prometheus posts to it (API v2)."""
+    received: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/api/v2/alerts":
+                received.extend(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     sentinel: Start, prometheus: Callable[[dict[str, Any]], Prometheus], closed_port: int,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Real Prometheus: every dashboard query has data, and every alert rule's expression is
-    non-empty and its alert fires, for the right program and target only."""
+    non-empty and its alert fires, for the right process, program and target only, with
+    links built from the external labels; what reaches Alertmanager has the links but not
+    those labels."""
     crash = json.dumps(child("import sys; sys.exit(1)"))
     config = f"""
         [control]
@@ -628,8 +687,10 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         command = {SLEEPER}
         start_seconds = 0
         notify = false
+        group = "svc"
         [programs.crashloop]
         command = {crash}
+        instances = 2
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
         flapping = {{ restarts = 3, window = "10m" }}
@@ -638,6 +699,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
         notify = false
+        group = "svc"
         [programs.livefail.liveness]
         tcp = {{ port = {closed_port} }}
         period = "200ms"
@@ -671,13 +733,15 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert daemon.status("steady")["state"] == "RUNNING"
 
-    with not_sentinel() as foreign:
-        server = prometheus(scrape_config([target, dead, foreign], rules_firing_at_once(tmp_path)))
-        check_dashboard_rules_and_alerts(server, target, dead, foreign)
+    with not_sentinel() as foreign, alert_receiver() as (alertmanager, received):
+        server = prometheus(
+            scrape_config([target, dead, foreign], rules_firing_at_once(tmp_path), alertmanager)
+        )
+        check_dashboard_rules_and_alerts(server, target, dead, foreign, received)
 
 
 def check_dashboard_rules_and_alerts(
-    server: Prometheus, target: str, dead: str, foreign: str
+    server: Prometheus, target: str, dead: str, foreign: str, received: list[dict[str, Any]]
 ) -> None:
     deadline = time.monotonic() + 60  # for everything below, together
 
@@ -725,6 +789,30 @@ def check_dashboard_rules_and_alerts(
         "instance": {target},
         "program": {"steady", "crashloop", "livefail", "fatal", "stuck"},
     }
+    # The program variable lists programs (above); the per-program panels sum a program's
+    # instances, and the Processes table has a row for each process.
+    panels = {panel["title"]: panel for panel in board["panels"]}
+    restarts = grafana_expr(
+        panels["Restarts per program, by reason"]["targets"][0]["expr"], variables
+    )
+    assert {
+        tuple(sorted(r["metric"].items()))
+        for r in server.query(restarts)
+        if r["metric"]["program"] == "crashloop"
+    } == {(("program", "crashloop"), ("reason", reason)) for reason in REASONS}
+    for table in panels["Processes"]["targets"]:
+        rows = server.query(grafana_expr(table["expr"], variables))
+        processes = [r["metric"]["process"] for r in rows]
+        if table["refId"] == "B":  # uptime: RUNNING processes only
+            assert "steady" in processes, processes
+            continue
+        assert sorted(processes) == sorted(
+            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck"]
+        ), table["refId"]
+        assert {(r["metric"]["process"], r["metric"]["program"]) for r in rows} >= {
+            ("crashloop_0", "crashloop"),
+            ("crashloop_1", "crashloop"),
+        }
 
     # (b) Every rule evaluates without error, and every rule's expression has a result.
     rules = [rule for group in server.api("rules")["groups"] for rule in group["rules"]]
@@ -746,40 +834,89 @@ def check_dashboard_rules_and_alerts(
     except AssertionError as exc:
         raise AssertionError(f"{exc}: empty {json.dumps(empty, indent=2)}") from None
 
-    # (c) Each alert fires for what the daemon went through, for the right program and target.
+    # (c) Each alert fires for what the daemon went through, for the right process, program
+    # and target: (alert, target, process, program). Crash loops and flapping are one alert
+    # per program (no process label); the other program alerts are per process.
     wanted = {
-        ("SentinelProgramDown", target, "crashloop"),
-        ("SentinelProgramDown", target, "stuck"),
-        ("SentinelProgramDown", target, "fatal"),
-        ("SentinelProgramFatal", target, "fatal"),
-        ("SentinelProgramCrashLooping", target, "crashloop"),
-        ("SentinelProgramFlapping", target, "crashloop"),
-        ("SentinelLivenessFailing", target, "livefail"),
-        ("SentinelProgramStuckInBackoff", target, "stuck"),
-        ("SentinelConfigReloadFailed", target, None),
-        ("SentinelNotificationsFailing", target, None),
-        ("SentinelDown", dead, None),
-        ("SentinelAbsent", foreign, None),
+        ("SentinelProgramDown", target, "crashloop_0", "crashloop"),
+        ("SentinelProgramDown", target, "crashloop_1", "crashloop"),
+        ("SentinelProgramDown", target, "stuck", "stuck"),
+        ("SentinelProgramDown", target, "fatal", "fatal"),
+        ("SentinelProgramFatal", target, "fatal", "fatal"),
+        ("SentinelProgramCrashLooping", target, None, "crashloop"),
+        ("SentinelProgramFlapping", target, None, "crashloop"),
+        ("SentinelLivenessFailing", target, "livefail", "livefail"),
+        ("SentinelProgramStuckInBackoff", target, "stuck", "stuck"),
+        ("SentinelConfigReloadFailed", target, None, None),
+        ("SentinelNotificationsFailing", target, None, None),
+        ("SentinelDown", dead, None, None),
+        ("SentinelAbsent", foreign, None, None),
     }
+    Key = tuple[str, str | None, str | None, str | None]
 
-    def firing() -> set[tuple[str, str | None, str | None]]:
-        alerts = server.api("alerts")["alerts"]
-        return {
-            (a["labels"]["alertname"], a["labels"].get("instance"), a["labels"].get("program"))
-            for a in alerts
-            if a["state"] == "firing"
-        }
+    def key(labels: dict[str, str]) -> Key:
+        return (
+            labels["alertname"],
+            labels.get("instance"),
+            labels.get("process"),
+            labels.get("program"),
+        )
+
+    # Every alert seen firing since the start: with `for: 0s` a crash-looping process's alerts
+    # come and go with its state at each evaluation.
+    alerts: dict[Key, dict[str, Any]] = {}
+
+    def all_fired() -> bool:
+        for alert in server.api("alerts")["alerts"]:
+            if alert["state"] == "firing":
+                alerts[key(alert["labels"])] = alert
+        return wanted <= alerts.keys()
 
     try:
-        wait_until(lambda: wanted <= firing(), timeout=left(), what="the alerts to fire")
+        wait_until(all_fired, timeout=left(), what="the alerts to fire")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: missing {sorted(wanted - firing(), key=str)}") from None
+        missing = sorted(wanted - alerts.keys(), key=str)
+        raise AssertionError(f"{exc}: missing {missing}") from None
     unexpected = {
         alert
-        for alert in firing() - wanted
-        if alert[2] == "steady" or alert[0] in ("SentinelDown", "SentinelAbsent")
+        for alert in alerts.keys() - wanted
+        if alert[3] == "steady" or alert[0] in ("SentinelDown", "SentinelAbsent")
     }
     assert not unexpected, unexpected
+
+    # (d) Every alert names its process and program, and links to its runbook section and to
+    # the dashboard, from the base URLs set as external labels.
+    for (name, instance, process, program), alert in alerts.items():
+        annotations = alert["annotations"]
+        assert annotations["runbook_url"] == f"{RUNBOOKS}#{name.lower()}", alert
+        dashboard = f"{GRAFANA.rstrip('/')}/d/sentinel-overview/sentinel?var-job=sentinel"
+        if instance:
+            dashboard += f"&var-instance={urllib.parse.quote_plus(instance)}"
+        if program:
+            dashboard += f"&var-program={program}"
+        assert annotations["dashboard_url"] == dashboard, alert
+        text = annotations["summary"] + annotations["description"]
+        if program:
+            assert program in annotations["summary"], alert
+        if process:
+            assert process in annotations["summary"], alert
+            # and a command to run on it
+            assert re.search(rf"`sentinel \w+ {re.escape(process)}`", text), alert
+    for name in ("SentinelProgramCrashLooping", "SentinelProgramFlapping"):
+        description = alerts[name, target, None, "crashloop"]["annotations"]["description"]
+        assert description.startswith("2 of the 2 processes of crashloop "), description
+        assert "crashloop_0" in description and "crashloop_1" in description, description
+
+    # (e) Alertmanager gets the alerts with their links, without the link labels.
+    wait_until(
+        lambda: {a["labels"]["alertname"] for a in received} >= {w[0] for w in wanted},
+        timeout=left(),
+        what="the alerts to reach Alertmanager",
+    )
+    for alert in received:
+        assert not {"sentinel_runbook_url", "sentinel_grafana_url"} & alert["labels"].keys()
+        assert alert["annotations"]["runbook_url"].startswith(f"{RUNBOOKS}#"), alert
+        assert alert["annotations"]["dashboard_url"].startswith(GRAFANA.rstrip("/")), alert
 
 
 def test_liveness_alert_is_quiet_until_the_first_probe(
@@ -815,5 +952,5 @@ def test_liveness_alert_is_quiet_until_the_first_probe(
         timeout=30,
         what="SentinelProgramFatal",
     )
-    assert not [a for a in alerts() if a.get("program") == "slow"], alerts()
+    assert not [a for a in alerts() if a.get("process") == "slow"], alerts()
     assert not [e for e in daemon.events if e["event"] == "probe_result"]

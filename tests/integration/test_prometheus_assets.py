@@ -26,6 +26,7 @@ SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERT_RULES = PROMETHEUS_DIR / "sentinel-alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "sentinel-alerts.test.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 VARIABLES = ["datasource", "job", "instance", "program"]
@@ -34,11 +35,22 @@ VARIABLE_QUERIES = {
     "instance": 'label_values(sentinel_build_info{job=~"$job"}, instance)',
     "program": 'label_values(sentinel_program_up{job=~"$job", instance=~"$instance"}, program)',
 }
-# Metrics with `program` and `group` labels (DESIGN.md "Metrics"): queries on them filter by
-# the program variable; every sentinel metric is filtered by job and instance.
+# The link annotations every alert has: the base URL from an external label (with a default),
+# then the alert's own part (sentinel-alerts.yml, "Links").
+RUNBOOK_BASE = (
+    "{{ or $externalLabels.sentinel_runbook_url "
+    '"https://github.com/sentinel/sentinel/blob/main/docs/runbooks.md" }}'
+)
+DASHBOARD_BASE = (
+    '{{ reReplaceAll "/+$" "" (or $externalLabels.sentinel_grafana_url "http://localhost:3000") }}'
+    "/d/sentinel-overview/sentinel?"
+)
+# Metrics with `process`, `program` and `group` labels (DESIGN.md "Metrics"): queries on them
+# filter by the program variable; every sentinel metric is filtered by job and instance.
 PER_PROGRAM = re.compile(r"^sentinel_(program|probe)_")
 SELECTOR = re.compile(r"\b(sentinel_\w+)(\{[^}]*\})?")
 RANGE = re.compile(r"\[([^\]]*)\]")
+JOIN = re.compile(r"\b(?:on|ignoring)\s*\(([^)]*)\)")
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +165,45 @@ def test_every_alert_has_severity_summary_and_description() -> None:
         assert annotations.get("description", "").strip(), name
 
 
+def test_every_alert_links_to_its_runbook_section_and_to_the_dashboard() -> None:
+    """runbook_url is the runbook's section for the alert (a `## Name` heading of
+    docs/runbooks.md), dashboard_url the dashboard with variables it has, both from the
+    configurable base URLs."""
+    headings = re.findall(r"^## (\S+)$", RUNBOOKS.read_text(), re.MULTILINE)
+    variables = {variable["name"] for variable in dashboard()["templating"]["list"]}
+    names = set()
+    for rule in alert_rules():
+        name, annotations = rule["alert"], rule["annotations"]
+        names.add(name)
+        assert annotations.get("runbook_url") == f"{RUNBOOK_BASE}#{name.lower()}", name
+        assert name in headings, f"{name}: no section in {RUNBOOKS.name}"
+        url = annotations.get("dashboard_url", "")
+        assert url.startswith(DASHBOARD_BASE), name
+        assert url.startswith(f"{DASHBOARD_BASE}var-job={{{{ urlquery $labels.job }}}}"), name
+        assert set(re.findall(r"var-(\w+)=", url)) <= variables, name
+        if "program" in rule["expr"] or name.startswith("SentinelProgram"):
+            assert "&var-program={{ urlquery $labels.program }}" in url, name
+    # and every section is an alert's (the headings other than the introduction's)
+    assert set(headings) - {"Reading"} == names
+
+
+def test_program_alerts_name_the_process_and_the_program() -> None:
+    """Every alert about programs names the program in its summary and the process (or, per
+    program, its processes) in its summary or description."""
+    (group,) = [g for g in load_yaml(ALERT_RULES)["groups"] if g["name"] == "sentinel-programs"]
+    for rule in group["rules"]:
+        name, annotations = rule["alert"], rule["annotations"]
+        assert "$labels.program" in annotations["summary"], name
+        text = annotations["summary"] + annotations["description"]
+        per_program = rule["expr"].lstrip().startswith("count by (job, instance, program, group)")
+        if per_program:
+            # no process label: the description lists them
+            assert "{{ $s.Labels.process }}" in annotations["description"], name
+        else:
+            assert "$labels.process" in annotations["summary"], name
+            assert re.search(r"`sentinel \w+ \{\{ \$labels.process \}\}`", text), name
+
+
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     """Each alert has a unit test case where it fires and one where it does not."""
     cases: dict[str, list[list[Any]]] = {}
@@ -258,3 +309,32 @@ def test_queries_filter_by_job_instance_and_program() -> None:
             assert 'instance=~"$instance"' in matchers, where
             if PER_PROGRAM.match(metric):
                 assert 'program=~"$program"' in matchers, where
+
+
+def test_joins_match_one_process() -> None:
+    """Queries that relate two series match them on the process: a program name can stand for
+    several processes (its instances)."""
+    checked = 0
+    for title, target in targets():
+        for join in JOIN.findall(target["expr"]):
+            labels = {label.strip() for label in join.split(",")}
+            assert labels == {"job", "instance", "process"}, f"{title}: on ({join})"
+            checked += 1
+    assert checked
+
+
+def test_processes_table_has_a_row_per_process() -> None:
+    """The Processes table keeps every process (grouped by process, not program), with its
+    program, group and state."""
+    (table,) = [panel for panel in dashboard()["panels"] if panel["title"] == "Processes"]
+    assert table["type"] == "table"
+    for target in table["targets"]:
+        assert target["expr"].startswith(
+            (
+                "max by (job, instance, group, program, process) (",
+                "sum by (job, instance, group, program, process) (",
+            )
+        ), target["refId"]
+    columns = table["transformations"][1]["options"]["renameByName"]
+    assert {"process", "program", "group"} <= columns.keys()
+    assert columns["Value #A"] == "State"

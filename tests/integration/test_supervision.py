@@ -263,8 +263,11 @@ def test_an_exit_with_leftovers_is_stopping_until_they_are_gone(sentinel: Start)
     status = daemon.status("app")
     assert (status["state"], status["pid"], status["exit_code"]) == ("STOPPING", None, 1)
     metrics = daemon.api("GET", "/metrics").text
-    assert 'sentinel_program_up{program="app",group="app"} 0.0\n' in metrics
-    assert 'sentinel_program_state{program="app",group="app",state="STOPPING"} 1.0\n' in metrics
+    assert 'sentinel_program_up{process="app",program="app",group="app"} 0.0\n' in metrics
+    assert (
+        'sentinel_program_state{process="app",program="app",group="app",state="STOPPING"} 1.0\n'
+        in metrics
+    )
 
     restart = daemon.next_event(lambda e: e["event"] == "restart", timeout=5)
     assert (restart["reason"], restart["exit_code"]) == ("exited", 1)

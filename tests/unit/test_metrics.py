@@ -55,7 +55,11 @@ def snapshot(
 def collector(*extra: ProcessSnapshot) -> SentinelCollector:
     snapshots = [
         snapshot("web", configured_probes=("liveness",)),
-        snapshot(HOSTILE, ProcessState.FATAL, group=HOSTILE),
+        snapshot(HOSTILE, ProcessState.FATAL, program=HOSTILE, group=HOSTILE),
+        # Two instances of one program, in a group shared with another program.
+        snapshot("worker_0", program="worker", group="jobs"),
+        snapshot("worker_1", ProcessState.BACKOFF, program="worker", group="jobs"),
+        snapshot("mailer", group="jobs", configured_probes=("readiness",)),
         *extra,
     ]
     metrics = SentinelCollector(lambda: snapshots)
@@ -121,8 +125,8 @@ def test_fast_rendering_is_what_prometheus_client_writes() -> None:
             )
         )
     ours, theirs = render(metrics), generate_latest(make_registry(metrics))
-    # Label order differs (ours: program, group, then the rest; theirs: sorted), which the
-    # format allows; everything else is the same, comments included. CPU and memory are
+    # Label order differs (ours: process, program, group, then the rest; theirs: sorted),
+    # which the format allows; everything else is the same, comments included. CPU and memory are
     # read from /proc at render time: zeros for these pid-less processes.
     assert samples(ours) == samples(theirs)
     comments = [
@@ -134,7 +138,7 @@ def test_fast_rendering_is_what_prometheus_client_writes() -> None:
 def test_counts_and_zeros() -> None:
     """Counters move with events; every process has every series, zeros included."""
     text = render(collector()).decode()
-    web = 'program="web",group="pool"'
+    web = 'process="web",program="web",group="pool"'
     for line in (
         f'sentinel_program_restarts_total{{{web},reason="liveness"}} 1.0',
         f'sentinel_program_restarts_total{{{web},reason="exited"}} 0.0',
@@ -142,7 +146,8 @@ def test_counts_and_zeros() -> None:
         f'sentinel_probe_failures_total{{{web},probe="liveness"}} 1.0',
         f'sentinel_probe_duration_seconds_bucket{{{web},probe="liveness",le="0.005"}} 1.0',
         f'sentinel_probe_duration_seconds_count{{{web},probe="liveness"}} 2.0',
-        'sentinel_program_state{program="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",'
+        'sentinel_program_state{process="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",'
+        'program="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",'
         'group="we\\"ird\\\\one\\nline two ✓ {x=\\"y\\"}",state="FATAL"} 1.0',
         'sentinel_notifications_total{result="suppressed"} 1.0',
     ):
@@ -152,9 +157,41 @@ def test_counts_and_zeros() -> None:
     assert (
         "sentinel_program_up",
         "gauge",
-        (("group", "pool"), ("program", "web")),
+        (("group", "pool"), ("process", "web"), ("program", "web")),
         "1.0",
     ) in parsed
+
+
+def test_every_process_series_names_its_process_program_and_group_first() -> None:
+    """Each per-process series starts with process, program and group, in that order, from
+    the snapshot: instances share their program, programs share their group."""
+    text = render(collector()).decode()
+    per_process = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("sentinel_program_", "sentinel_probe_"))
+    ]
+    expected = {
+        "web": 'process="web",program="web",group="pool"',
+        "worker_0": 'process="worker_0",program="worker",group="jobs"',
+        "worker_1": 'process="worker_1",program="worker",group="jobs"',
+        "mailer": 'process="mailer",program="mailer",group="jobs"',
+    }
+    for process, labels in expected.items():
+        lines = [line for line in per_process if f'{{process="{process}",' in line]
+        # up, 8 states, 4 restart reasons, backoffs, delay, flapping, start, exit code, cpu, rss
+        assert len(lines) >= 19, process
+        for line in lines:
+            rest = line.split("{", 1)[1]
+            assert rest.startswith((labels + ",", labels + "}")), line
+    assert all(line.split("{", 1)[1].startswith('process="') for line in per_process)
+    parsed = samples(text.encode())
+    worker_up = sorted(
+        dict(labels)["process"]
+        for name, _, labels, _ in parsed
+        if name == "sentinel_program_up" and dict(labels)["program"] == "worker"
+    )
+    assert worker_up == ["worker_0", "worker_1"]
 
 
 def test_a_sample_is_frozen_at_the_moment_it_is_taken() -> None:
@@ -172,7 +209,9 @@ def test_a_sample_is_frozen_at_the_moment_it_is_taken() -> None:
             restarts=2,
         )
     )
-    exited = 'sentinel_program_restarts_total{program="web",group="pool",reason="exited"}'
+    exited = (
+        'sentinel_program_restarts_total{process="web",program="web",group="pool",reason="exited"}'
+    )
     assert f"{exited} 0.0\n" in metrics.render(before).decode()
     assert f"{exited} 1.0\n" in render(metrics).decode()
 
@@ -180,7 +219,7 @@ def test_a_sample_is_frozen_at_the_moment_it_is_taken() -> None:
 def test_removed_process_forgets_its_counts() -> None:
     """A process removed by a reload starts from zero if it comes back."""
     metrics = collector()
-    web = 'sentinel_program_restarts_total{program="web",group="pool",reason="liveness"}'
+    web = 'sentinel_program_restarts_total{process="web",program="web",group="pool",reason="liveness"}'
     assert f"{web} 1.0\n" in render(metrics).decode()
     metrics.on_event(ConfigReloaded(ok=True, removed=("web",)))
     assert f"{web} 0.0\n" in render(metrics).decode()

@@ -17,11 +17,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
-# A skipped overlapping run is expected behaviour for a probe slower than its period, not news.
-logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-# The executor reports a job cancelled at shutdown as an error with a traceback; a job's real
-# errors are logged by `add`'s wrapper instead.
-logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
 
 # Wake-ups are rounded up to this: a probe runs at most this late (half a percent of a 1 s
 # period), and the probes due within it share one pass over the job store.

@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
     monitoring-plugins-basic  # check_http, check_tcp as exec probes
     redis-server  # the bundled redis_ping check against the real thing
     postgresql  # the bundled postgres_ready check against the real thing
+    faketime  # libfaketime: steps of the daemon's wall clock, under a real sentinel run
 )
 
 if command -v apt-get >/dev/null 2>&1; then

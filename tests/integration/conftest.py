@@ -7,6 +7,7 @@ import email
 import email.message
 import http.server
 import json
+import os
 import queue
 import signal
 import socket
@@ -15,9 +16,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -52,10 +53,14 @@ def child(code: str) -> list[str]:
 
 
 class SentinelProcess:
-    """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream."""
+    """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream.
 
-    def __init__(self, directory: Path, config: str) -> None:
+    `env` is added to the daemon's environment (which its programs inherit).
+    """
+
+    def __init__(self, directory: Path, config: str, env: Mapping[str, str] | None = None) -> None:
         self.directory = directory
+        self.env = dict(env or {})
         self.config_path = directory / "sentinel.toml"
         self.config_path.write_text(textwrap.dedent(config))
         self.socket = directory / "sentinel.sock"
@@ -72,6 +77,7 @@ class SentinelProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sentinel", "run", "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=self.directory,
+                env={**os.environ, **self.env},
             )  # fmt: skip
         wait_until(self._answers, what="the control socket")
         self._reader = threading.Thread(target=self._read_events, daemon=True)
@@ -180,13 +186,17 @@ def state_is(process: str, state: str) -> Callable[[Event], bool]:
     return lambda e: e["event"] == "state_changed" and e["process"] == process and e["new"] == state
 
 
+class StartSentinel(Protocol):
+    def __call__(self, config: str, env: Mapping[str, str] | None = None) -> SentinelProcess: ...
+
+
 @pytest.fixture
-def sentinel(tmp_path: Path) -> Iterator[Callable[[str], SentinelProcess]]:
+def sentinel(tmp_path: Path) -> Iterator[StartSentinel]:
     """Start a real sentinel on a config; it is shut down (SIGTERM, exit 0) at teardown."""
     started: list[SentinelProcess] = []
 
-    def start(config: str) -> SentinelProcess:
-        daemon = SentinelProcess(tmp_path, config)
+    def start(config: str, env: Mapping[str, str] | None = None) -> SentinelProcess:
+        daemon = SentinelProcess(tmp_path, config, env)
         started.append(daemon)
         return daemon.start()
 

@@ -58,5 +58,15 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The levels of third-party loggers, all set here.
     # uvicorn's start-up and shutdown lines say nothing the daemon does not say itself.
     logging.getLogger("uvicorn").setLevel(max(logging.WARNING, root.level))
+    # apscheduler's warning that a run was skipped because the previous one is still going is
+    # expected behaviour for a probe slower than its period, not news; nor is each job it adds.
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))
+    # Its executor logs every run, and a job cancelled at shutdown as an error with a traceback;
+    # a job's own errors are logged by sentinel.scheduling.
+    logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
+    # apprise may log channel URLs (hosts, paths, credentials); the notifier logs each send
+    # itself, without secrets.
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)

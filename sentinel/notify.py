@@ -50,7 +50,6 @@ from sentinel.snapshot import ProcessSnapshot
 from sentinel.states import ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
-logging.getLogger("apprise").setLevel(logging.CRITICAL)  # it may log hosts and paths; we log
 
 QUEUE_SIZE = 1000
 SEND_THREADS = 4  # sends blocked on a dead channel hold these, and nothing else

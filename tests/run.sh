@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
     redis-server  # the bundled redis_ping check against the real thing
     postgresql  # the bundled postgres_ready check against the real thing
     systemd  # systemd-analyze verify / security of the shipped unit
+    faketime  # libfaketime: steps of the daemon's wall clock, under a real sentinel run
 )
 
 if command -v apt-get >/dev/null 2>&1; then

@@ -17,9 +17,9 @@ import textwrap
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -54,18 +54,21 @@ def child(code: str) -> list[str]:
 
 
 class SentinelProcess:
-    """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream."""
+    """`sentinel run -c CONFIG` as a real process, plus a reader of its event stream.
+
+    `env` is added to the daemon's environment (which its programs inherit); `nofile` is its
+    (soft, hard) RLIMIT_NOFILE.
+    """
 
     def __init__(
         self,
         directory: Path,
         config: str,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
         nofile: tuple[int, int] | None = None,
     ) -> None:
-        """`env`: added to the daemon's environment; `nofile`: its (soft, hard) RLIMIT_NOFILE."""
         self.directory = directory
-        self.env = env or {}
+        self.env = dict(env or {})
         self.nofile = nofile
         self.config_path = directory / "sentinel.toml"
         self.config_path.write_text(textwrap.dedent(config))
@@ -195,16 +198,22 @@ def state_is(process: str, state: str) -> Callable[[Event], bool]:
     return lambda e: e["event"] == "state_changed" and e["process"] == process and e["new"] == state
 
 
+class StartSentinel(Protocol):
+    def __call__(
+        self, config: str, name: str = "", env: Mapping[str, str] | None = None
+    ) -> SentinelProcess: ...
+
+
 @pytest.fixture
-def sentinel(tmp_path: Path) -> Iterator[Callable[..., SentinelProcess]]:
+def sentinel(tmp_path: Path) -> Iterator[StartSentinel]:
     """Start a real sentinel on a config; it is shut down (SIGTERM, exit 0) at teardown. Give
     each of several daemons a `name`: it gets a directory (config, socket, logs) of its own."""
     started: list[SentinelProcess] = []
 
-    def start(config: str, name: str = "") -> SentinelProcess:
+    def start(config: str, name: str = "", env: Mapping[str, str] | None = None) -> SentinelProcess:
         directory = tmp_path / name
         directory.mkdir(exist_ok=True)
-        daemon = SentinelProcess(directory, config)
+        daemon = SentinelProcess(directory, config, env)
         started.append(daemon)
         return daemon.start()
 

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from sentinel import __version__
 from sentinel.api.control import (
+    MAX_LOG_READ,
     BadRequest,
     Control,
     LogReader,
@@ -39,7 +40,6 @@ from sentinel.metrics import CONTENT_TYPE
 from sentinel.model import parse_signal
 
 TAIL_BYTES = 1600  # what `tail` shows by default, as supervisorctl does
-MAX_LOG_READ = 1 << 20  # bytes one log read returns at most (length 0: "to the end", capped)
 MAX_HISTORY = 1000  # events replayed at most on the event stream
 STREAMS = ("stdout", "stderr")
 

@@ -1,4 +1,5 @@
-"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown.
+"""The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown,
+and Supervisor's XML-RPC on /RPC2 (xmlrpc.py, rpcinterface.py).
 
 Built by `create_app(control, policy, credentials, audit)`, one app per listener, behind the
 listener's `Guard` (security.py); the daemon serves it with uvicorn on its own event loop.
@@ -31,7 +32,9 @@ from sentinel.api.control import (
     query_choice,
     query_int,
 )
+from sentinel.api.rpcinterface import SupervisorNamespace
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
+from sentinel.api.xmlrpc import XmlRpc
 from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role
 from sentinel.errors import ConfigError, NoSuchProcess
@@ -230,6 +233,9 @@ def create_app(
             Route(prefix + verb, requires(operator, e.command(verb)), methods=["POST"])
             for verb in ACTIONS
         ]
+    # Supervisor's XML-RPC: each method checks its own role (xmlrpc.py).
+    rpc = XmlRpc(SupervisorNamespace(control).methods())
+    routes.append(Route("/RPC2", rpc.endpoint, methods=["POST"]))
     routes += extra_routes(control)
     handlers: dict[Any, Any] = {
         NoSuchProcess: lambda _, exc: _error(404, str(exc)),

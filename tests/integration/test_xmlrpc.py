@@ -27,10 +27,9 @@ from supervisor.xmlrpc import SupervisorTransport, SystemNamespaceRPCInterface
 
 from sentinel import __version__
 from sentinel.auth import hash_password
+from tests.conftest import require_binary
 from tests.integration.conftest import SentinelProcess, state_is, wait_until
 
-BIN = Path(sys.executable).parent
-SUPERVISORCTL, SUPERVISORD = BIN / "supervisorctl", BIN / "supervisord"
 PASSWORD = "correct horse"
 HASH = hash_password(PASSWORD)
 USERS = f"""users = [
@@ -164,6 +163,11 @@ priority=40
 """
 
 
+def supervisor_script(name: str) -> str:
+    """supervisorctl or supervisord, from the `supervisor` package of the [test] extra."""
+    return require_binary(name, str(Path(sys.executable).parent))
+
+
 def http_address(daemon: SentinelProcess) -> str:
     address = daemon.api("GET", "/healthz").json()["http"]
     assert address and address.startswith("127.0.0.1:"), address
@@ -183,11 +187,12 @@ class Ctl:
 
     server: str
     conf: Path
+    binary: str = field(default_factory=lambda: supervisor_script("supervisorctl"))
 
     def __call__(
         self, *args: str, user: str | None = "admin", password: str = PASSWORD
     ) -> tuple[int, str]:
-        argv = [str(SUPERVISORCTL), "-c", str(self.conf), "-s", self.server]
+        argv = [self.binary, "-c", str(self.conf), "-s", self.server]
         if user is not None:
             argv += ["-u", user, "-p", password]
         done = subprocess.run(
@@ -252,7 +257,7 @@ class Supervisord:
         self.conf = directory / "supervisord.conf"
         self.conf.write_text(supervisord_config(directory, scripts, self.sock))
         self.proc = subprocess.Popen(
-            [str(SUPERVISORD), "-n", "-c", str(self.conf)],
+            [supervisor_script("supervisord"), "-n", "-c", str(self.conf)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd=directory,
         )  # fmt: skip
@@ -584,6 +589,48 @@ def test_start_stop_and_their_faults(rig: Rig) -> None:
     assert fault_of(lambda: rpc.supervisor.startProcess("web", True, 1))[0] == 2
     assert fault_of(lambda: rpc.supervisor.startProcess(1))[0] == 2
     assert fault_of(rpc.supervisor.startProcess)[0] == 2
+
+
+def test_start_faults_before_a_spawn(
+    tmp_path: Path, sentinel: Callable[[str], SentinelProcess]
+) -> None:
+    """As supervisord checks a command before it forks: a file without execute permission or
+    a directory is NOT_EXECUTABLE; a process still stopping cannot start (ABNORMAL_TERMINATION);
+    none of them is spawned."""
+    scripts = write_programs(tmp_path / "programs")
+    stubborn = json.dumps([sys.executable, "-u", str(scripts["stubborn"])])
+    daemon = sentinel(f"""
+        [control]
+        http = "127.0.0.1:0"
+        [programs.noexec]
+        command = [{json.dumps(str(scripts["web"]))}]
+        autostart = false
+        [programs.adir]
+        command = [{json.dumps(str(tmp_path))}]
+        autostart = false
+        [programs.stubborn]
+        command = {stubborn}
+        start_seconds = 0
+        stop_timeout = "3s"
+    """)
+    daemon.wait_state("stubborn", "RUNNING")
+    with proxy(f"unix://{daemon.socket}", user=None) as rpc:
+        assert fault_of(lambda: rpc.supervisor.startProcess("noexec")) == (
+            21, f"NOT_EXECUTABLE: command at '{scripts['web']}' is not executable",
+        )  # fmt: skip
+        assert fault_of(lambda: rpc.supervisor.startProcess("adir")) == (
+            21, f"NOT_EXECUTABLE: command at '{tmp_path}' is a directory",
+        )  # fmt: skip
+        assert rpc.supervisor.stopProcess("stubborn", False) is True
+        daemon.wait_state("stubborn", "STOPPING")
+        assert fault_of(lambda: rpc.supervisor.startProcess("stubborn")) == (
+            40, "ABNORMAL_TERMINATION: stubborn is stopping",
+        )  # fmt: skip
+        daemon.wait_state("stubborn", "STOPPED")
+    assert [daemon.status(n)["state"] for n in ("noexec", "adir")] == ["STOPPED", "STOPPED"]
+    assert not any(
+        e["event"] == "state_changed" and e["process"] in ("noexec", "adir") for e in daemon.events
+    )
 
 
 def test_group_and_all_results(rig: Rig) -> None:

@@ -213,6 +213,18 @@ class Daemon:
     def request_shutdown(self) -> None:
         self._shutdown_requested.set()
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown_requested.is_set()
+
+    def read_config(self) -> Config:
+        """The config file as a reload would take it, applied to nothing; ConfigError if a
+        reload would reject it. It only reads files, so it may run off the loop."""
+        new = load(self.config.path)
+        notify.check(new)
+        limits.check_fits(new)
+        return new
+
     async def reload(self) -> ConfigReloaded:
         """Re-read the config; a bad one is rejected and the running set is left untouched."""
         async with self._reload_lock:
@@ -220,9 +232,7 @@ class Daemon:
                 self._manager.reloading()
             try:
                 try:
-                    new = load(self.config.path)
-                    notify.check(new)
-                    limits.check_fits(new)
+                    new = self.read_config()
                 except ConfigError as exc:
                     log.error("reload rejected, keeping the running config:\n%s", exc)
                     self.bus.publish(ConfigReloaded(ok=False, error=str(exc)))
@@ -239,6 +249,13 @@ class Daemon:
             finally:
                 if self._manager is not None:
                     self._manager.reloaded(self._status_line())
+
+    async def apply(self, config: Config) -> ConfigReloaded:
+        """Run `config`, the running one with process groups added or removed (Supervisor's
+        addProcessGroup and removeProcessGroup): add and remove what differs."""
+        async with self._reload_lock:
+            self.config = config
+            return await self.supervisor.reload(config)
 
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())

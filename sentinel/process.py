@@ -80,6 +80,7 @@ class ProcessDriver:
         self._wall_clock = wall_clock
         self._machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
         self._started_at: float | None = None  # unix time of the current spawn
+        self._stopped_at: float | None = None  # unix time the last main process exited
         self._popen: subprocess.Popen[bytes] | None = None
         self._run: _Run | None = None  # what the current (or last) spawn put into the world
         self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
@@ -163,6 +164,7 @@ class ProcessDriver:
             backoff_remaining_seconds=max(m.backoff_until - now, 0.0) if m.backoff_until else 0.0,
             flapping=m.flapping,
             detail=m.detail,
+            stop_time=self._stopped_at,
         )
 
     async def aclose(self) -> None:
@@ -283,6 +285,7 @@ class ProcessDriver:
         self.feed(Spawned(popen.pid))
 
     def _exited(self, code: int) -> None:
+        self._stopped_at = self._wall_clock()
         popen, self._popen = self._popen, None
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn

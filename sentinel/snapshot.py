@@ -65,6 +65,7 @@ class ProcessSnapshot:
     backoff_remaining_seconds: float  # what is left of it
     flapping: bool
     detail: str  # why it is in this state, in words
+    stop_time: float | None = None  # unix time the last run's main process exited
 
     @property
     def failing_probes(self) -> str:
@@ -98,6 +99,7 @@ class ProcessSnapshot:
             "backoff_remaining_seconds": round(self.backoff_remaining_seconds, 3),
             "flapping": self.flapping,
             "detail": self.detail,
+            "stop_time": self.stop_time,
         }
 
     @classmethod
@@ -132,4 +134,6 @@ class ProcessSnapshot:
             backoff_remaining_seconds=float(data["backoff_remaining_seconds"]),
             flapping=bool(data["flapping"]),
             detail=str(data["detail"]),
+            # .get: a daemon from before stop_time still answers a newer CLI
+            stop_time=None if data.get("stop_time") is None else float(data["stop_time"]),
         )

@@ -1,5 +1,6 @@
 """The HTTP API (Starlette): status, commands, logs, the event stream, reload and shutdown,
-and the OpenAPI document that describes them (openapi.py).
+the OpenAPI document that describes them (openapi.py), and Supervisor's XML-RPC on /RPC2
+(xmlrpc.py, rpcinterface.py).
 
 Built by `create_app(control, policy, credentials, audit)`, one app per listener, behind the
 listener's `Guard` (security.py); the daemon serves it with uvicorn on its own event loop.
@@ -35,7 +36,9 @@ from sentinel.api.params import (
     TAIL_BYTES,
     WAIT,
 )
+from sentinel.api.rpcinterface import SupervisorNamespace
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
+from sentinel.api.xmlrpc import XmlRpc
 from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role
 from sentinel.errors import ConfigError, NoSuchProcess
@@ -219,15 +222,15 @@ def create_app(
     policy: ListenerPolicy,
     credentials: Credentials,
     audit_log: AuditLog | None,
-    extra_routes: Callable[[Control], list[Route]] = lambda _: [],
 ) -> ASGIApp:
-    """The API for one listener, behind its guard. `extra_routes` adds routes built on the
-    same control (the XML-RPC endpoint)."""
+    """The API for one listener, behind its guard: the JSON routes, and Supervisor's XML-RPC
+    on /RPC2, where each method checks its own role (xmlrpc.py)."""
     handlers: dict[Any, Any] = {
         NoSuchProcess: lambda _, exc: _error(404, str(exc)),
         BadRequest: lambda _, exc: _error(400, str(exc)),
     }
-    routes = api_routes(control) + extra_routes(control)
+    rpc = XmlRpc(SupervisorNamespace(control).methods())
+    routes = [*api_routes(control), Route("/RPC2", rpc.endpoint, methods=["POST"])]
     app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, policy, credentials, audit_log)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from sentinel.bus import EventBus
@@ -17,9 +18,14 @@ from sentinel.metrics import SentinelCollector
 from sentinel.model import Config
 from sentinel.snapshot import ProcessSnapshot
 
+MAX_LOG_READ = 1 << 20  # bytes one log read returns at most (length 0: "to the end", capped)
+
 
 class LogReader(Protocol):
     """A process's captured output (logs.LogCapture)."""
+
+    @property
+    def path(self) -> Path: ...
 
     @property
     def written(self) -> int: ...
@@ -66,9 +72,22 @@ class Control(Protocol):
     def recent(self) -> Sequence[Event]:
         """The last events, oldest first."""
 
-    async def reload(self) -> ConfigReloaded: ...
+    def read_config(self) -> Config:
+        """The config file as a reload would take it, applied to nothing (ConfigError if a
+        reload would reject it). Reads files only: call it off the loop."""
+
+    async def reload(self) -> ConfigReloaded:
+        """Apply the config file: add, remove, and restart what changed (ConfigError: nothing
+        changes)."""
+
+    async def apply(self, config: Config) -> ConfigReloaded:
+        """Run `config`: the running config with process groups added or removed."""
 
     def request_shutdown(self) -> None: ...
+
+    @property
+    def shutting_down(self) -> bool:
+        """A shutdown was asked for: processes are stopping, or stopped."""
 
 
 class BadRequest(Exception):

@@ -83,6 +83,7 @@ PROCESS = _closed(
     restarts=_of("integer", "restarts so far", minimum=0),
     uptime_seconds=_of("number", "since the current spawn, while it runs; else 0", minimum=0),
     start_time=_of(["number", "null"], "unix time of the current spawn"),
+    stop_time=_of(["number", "null"], "unix time the main process last exited"),
     health={"description": "what the liveness probe says", "enum": [h.value for h in Health]},
     ready=_of("boolean", "RUNNING, and its readiness probe (if any) passed"),
     probes={

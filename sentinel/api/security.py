@@ -8,8 +8,10 @@ In order, for each HTTP request:
 2. Cross-site (methods that change things): a foreign `Origin`, `Sec-Fetch-Site: cross-site`
    or `same-site`, or a body that is neither JSON nor XML (a form, text/plain: what a page
    can send without asking) is refused with 403.
-3. Size: a body over MAX_BODY is refused with 413 before a byte of it is read; a body that
-   trickles for longer than BODY_TIMEOUT is cut off with 408.
+3. Size: a body over MAX_BODY is refused with 413 before a byte of it is read (or, sent
+   without a length, once it passes MAX_BODY); a body that trickles for longer than
+   BODY_TIMEOUT is cut off with 408. The guard reads the whole body of a request that may
+   change something before the endpoint runs.
 4. Who: HTTP basic credentials of a configured user; else, on the unix socket, the peer's
    uid (root and sentinel's own user are admin); else anonymous, with `anonymous_role`. A
    wrong password is 401. Checking a password costs scrypt's tens of milliseconds, so it
@@ -103,7 +105,18 @@ class Guard:
             await self.refuse(scope, 401, "wrong user name or password")(scope, receive, send)
             return
         scope[PRINCIPAL] = principal
-        await self._call(scope, _LimitedBody(receive), send)
+        limited = _LimitedBody(receive)
+        if scope["method"] not in SAFE_METHODS:
+            # The whole body, read here: a refusal raised while an endpoint reads it would
+            # meet Starlette's error middleware first, which answers 500.
+            try:
+                receive = await limited.buffered()
+            except _BodyRefused as exc:
+                await self.refuse(scope, exc.status, exc.message)(scope, receive, send)
+                return
+        else:
+            receive = limited
+        await self._call(scope, receive, send)
 
     def refuse(self, scope: Scope, status: int, message: str) -> Response:
         """The answer to a refused request, audited when it would have changed something."""
@@ -171,7 +184,7 @@ class Guard:
         finally:
             self._pending -= 1
 
-    async def _call(self, scope: Scope, receive: _LimitedBody, send: Send) -> None:
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracked(message: Message) -> None:
@@ -222,6 +235,25 @@ class _LimitedBody:
             if not message.get("more_body", False):
                 self._deadline = None
         return message
+
+    async def buffered(self) -> Receive:
+        """Read the whole body now (_BodyRefused past the limits); a `receive` that gives it in
+        one message, then passes through."""
+        chunks: list[bytes] = []
+        while True:
+            message = await self()
+            if message["type"] != "http.request":  # the client left
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        pending = [message]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await self()
+
+        return replay
 
 
 def _headers(scope: Scope) -> dict[bytes, list[bytes]]:

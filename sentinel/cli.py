@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
         _hash_password,
         "read a password on stdin (not echoed on a terminal), print its hash for [control] users",
     )
+    p = command("import-supervisord", _import_supervisord, "supervisord.conf -> sentinel TOML")
+    p.add_argument("file", metavar="FILE", help="supervisord.conf (its [include] files follow)")
+    p.add_argument("-o", "--output", metavar="OUT", help="write OUT (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     command("reload", _reload, "re-read the config; restart only what changed")
     command("shutdown", _shutdown, "stop every process, then the daemon")
     return parser
@@ -154,6 +158,12 @@ def _hash_password(_: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(hash_password(password))
     return EXIT_OK
+
+
+def _import_supervisord(args: argparse.Namespace) -> int:
+    from sentinel.importer import main as import_supervisord  # noqa: PLC0415 (only this needs it)
+
+    return import_supervisord(args.file, args.output, args.force)
 
 
 # --- client commands --------------------------------------------------------------------------

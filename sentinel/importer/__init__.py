@@ -8,6 +8,7 @@ The modules, in the order the config goes through them:
   server     [supervisord], [unix_http_server], [inet_http_server] -> [sentinel], [control];
              the sections with no equivalent
   programs   [program:x] and [group:x] -> [programs.x]
+  listeners  [eventlistener:x]: superlance's httpok and memmon -> liveness probes
   tomlout    the TOML, with comments saying where each program came from and what was dropped
 
 Supervisor itself is not needed: it is a test dependency, and the tests pin this reading to
@@ -33,7 +34,7 @@ from pydantic import ValidationError
 
 from sentinel.auth import hash_password
 from sentinel.errors import ConfigError, ConfigProblem
-from sentinel.importer import programs, server
+from sentinel.importer import listeners, programs, server
 from sentinel.importer.conf import Note, printable, read
 from sentinel.importer.sections import Context
 from sentinel.importer.tomlout import Table, dumps
@@ -77,6 +78,8 @@ def translate(
         for name in conf.sections("program:")
     ]
     _unique(ctx, translated)
+    for name in conf.sections("eventlistener:"):
+        listeners.translate(ctx, name, translated)
     server.other_sections(ctx)
     table = document.table("programs")
     for program in translated:

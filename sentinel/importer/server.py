@@ -56,8 +56,6 @@ OTHER_SECTIONS = {
     "ctlplugin:": "supervisorctl plugins have no equivalent in sentinel's CLI",
     "rpcinterface:": "sentinel's XML-RPC serves supervisor.* only: a plugin becomes a client "
     "of sentinel's API",
-    "eventlistener:": "sentinel runs no event listeners: [notify] sends alerts, liveness probes "
-    "restart what stops answering, and GET /api/v1/events streams every state change",
 }
 
 
@@ -131,7 +129,7 @@ def control(ctx: Context, document: Table, hasher: Callable[[str], str]) -> None
 def other_sections(ctx: Context) -> None:
     """Sections sentinel has no use for, each with what to use instead."""
     known = (
-        *("supervisord", "program:", "group:", "include"),
+        *("supervisord", "program:", "group:", "eventlistener:", "include"),
         *("unix_http_server", "inet_http_server"),
     )
     for name in ctx.conf.sections():

@@ -405,6 +405,15 @@ def test_what_sentinel_cannot_take_is_an_error(tmp_path: Path) -> None:
 # --- output: stdout, -o OUT, --force ----------------------------------------------------------
 
 
+def test_the_toml_goes_to_stdout_and_warnings_to_stderr(tmp_path: Path) -> None:
+    """stdout holds the TOML alone; each warning is a line on stderr; exit 0."""
+    code, out, err = run(FIXTURES / "listeners" / "supervisord.conf")
+    assert code == 0
+    assert tomllib.loads(out)["programs"]["web"]["liveness"]["period"] == "5s"
+    assert all(line.startswith("warning: ") for line in err.splitlines())
+    assert "[eventlistener:crashmail]" in err and "[fcgi-program:php]" in err
+
+
 def test_a_fully_translated_config_warns_nothing(tmp_path: Path) -> None:
     """Exit 0 and nothing on stderr when everything had an equivalent."""
     conf = "[supervisord]\nnodaemon=true\n[program:x]\ncommand=/bin/true\nstartsecs=0\n"
@@ -563,6 +572,26 @@ def test_unknown_keys_are_ignored_as_supervisord_ignores_them(tmp_path: Path) ->
     assert [str(n).split(": ", 1)[1] for n in result.notes] == [
         "[program:x] autostrat: not a supervisord key: ignored, as supervisord ignores it"
     ]
+
+
+def test_an_httpok_for_any_program_probes_each_and_one_probe_per_program(tmp_path: Path) -> None:
+    """httpok -a watches every program; a second probe for a program is left out, said."""
+    conf = "\n".join(
+        [
+            "[program:a]\ncommand=/bin/true\n[program:b]\ncommand=/bin/true",
+            "[eventlistener:ok]\ncommand=httpok -a http://127.0.0.1/\nevents=TICK_60,TICK_5",
+            "[eventlistener:mem]\ncommand=memmon -a 1GB\nevents=TICK_60",
+            "[eventlistener:idle]\ncommand=httpok -a http://127.0.0.1/\nevents=PROCESS_STATE\n",
+        ]
+    )
+    path = write(tmp_path / "supervisord.conf", conf)
+    result = translate(path, environ=ENVIRON, node=NODE)
+    programs = tomllib.loads(result.text)["programs"]
+    for name in ("a", "b"):
+        assert programs[name]["liveness"]["http"] == {"url": "http://127.0.0.1/"}
+        assert programs[name]["liveness"]["period"] == "5s"  # the shorter tick
+    notes = " ".join(str(n) for n in result.notes)
+    assert "has a liveness probe already" in notes and "has none: not translated" in notes
 
 
 # --- the TOML writer --------------------------------------------------------------------------

@@ -54,8 +54,7 @@ OTHER_SECTIONS = {
     "fcgi-program:": "sentinel opens no sockets for its programs: run the FastCGI server on "
     "a socket of its own, as a program",
     "ctlplugin:": "supervisorctl plugins have no equivalent in sentinel's CLI",
-    "rpcinterface:": "sentinel's XML-RPC serves supervisor.* only: a plugin becomes a client "
-    "of sentinel's API",
+    "rpcinterface:": "sentinel's control API has no plugins: a plugin becomes a client of it",
 }
 
 
@@ -138,7 +137,7 @@ def other_sections(ctx: Context) -> None:
         if name.startswith("rpcinterface:"):
             factory = ctx.conf.raw(name, "supervisor.rpcinterface_factory")
             if factory is not None and factory.strip() == MAIN_RPC:
-                continue  # sentinel serves the supervisor.* XML-RPC methods itself
+                continue  # the supervisor.* methods: sentinel's own control API
         if advice is not None:
             section.warn(None, f"not translated: {advice}")
         elif not name.startswith(known):

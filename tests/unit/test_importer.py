@@ -594,6 +594,27 @@ def test_an_httpok_for_any_program_probes_each_and_one_probe_per_program(tmp_pat
     assert "has a liveness probe already" in notes and "has none: not translated" in notes
 
 
+def test_plugins_and_unknown_sections_are_listed(tmp_path: Path) -> None:
+    """Supervisor's own rpcinterface needs nothing; other plugins, and sections supervisord
+    does not know, are warnings naming them."""
+    conf = "\n".join(
+        [
+            "[supervisord]",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "[rpcinterface:twiddler]",
+            "supervisor.rpcinterface_factory = supervisor_twiddler.rpcinterface:make_twiddler",
+            "[ctlplugin:serialrestart]",
+            "supervisor.ctl_factory = supervisorserialrestart.controllerplugin:make",
+            "[programme:typo]",
+            "command=/bin/true\n",
+        ]
+    )
+    result = translate(write(tmp_path / "supervisord.conf", conf), environ=ENVIRON, node=NODE)
+    subjects = [n.subject for n in result.notes]
+    assert subjects == ["[rpcinterface:twiddler]", "[ctlplugin:serialrestart]", "[programme:typo]"]
+
+
 # --- the TOML writer --------------------------------------------------------------------------
 
 

@@ -48,7 +48,11 @@ def translate(ctx: Context, name: str, programs: list[Program]) -> None:
     names = {"program_name": pool, "group_name": pool, "host_node_name": ctx.node}
     section = Section(ctx, name, {**names, "process_num": 0, "numprocs": 1})
     command = section.template("command")
-    argv = shlex.split(command.toml()) if command is not None else []
+    try:
+        argv = shlex.split(command.toml()) if command is not None else []
+    except ValueError as exc:  # supervisord would fail to start it, the same way
+        section.warn("command", f"cannot be split into arguments ({exc}): not translated")
+        return
     tool, args = _tool(argv)
     if tool not in ("httpok", "memmon"):
         advice = NOTIFY_ADVICE if tool in ALERTERS else LISTENER_ADVICE

@@ -581,7 +581,8 @@ def test_an_httpok_for_any_program_probes_each_and_one_probe_per_program(tmp_pat
             "[program:a]\ncommand=/bin/true\n[program:b]\ncommand=/bin/true",
             "[eventlistener:ok]\ncommand=httpok -a http://127.0.0.1/\nevents=TICK_60,TICK_5",
             "[eventlistener:mem]\ncommand=memmon -a 1GB\nevents=TICK_60",
-            "[eventlistener:idle]\ncommand=httpok -a http://127.0.0.1/\nevents=PROCESS_STATE\n",
+            "[eventlistener:idle]\ncommand=httpok -a http://127.0.0.1/\nevents=PROCESS_STATE",
+            "[eventlistener:quote]\ncommand=httpok -a 'http://127.0.0.1/\nevents=TICK_5\n",
         ]
     )
     path = write(tmp_path / "supervisord.conf", conf)
@@ -592,6 +593,7 @@ def test_an_httpok_for_any_program_probes_each_and_one_probe_per_program(tmp_pat
         assert programs[name]["liveness"]["period"] == "5s"  # the shorter tick
     notes = " ".join(str(n) for n in result.notes)
     assert "has a liveness probe already" in notes and "has none: not translated" in notes
+    assert "[eventlistener:quote] command: cannot be split" in notes
 
 
 def test_plugins_and_unknown_sections_are_listed(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ Modules:
   streams   tail and events
   describe  the status table and event lines, in words
   output    escaping what programs control, colours, tables
-  local     run, check-config, notify-test, hash-password
+  local     run, check-config, notify-test, hash-password, import-supervisord
 
 Exit codes: 0 ok, 1 a named process is not in the wanted state (or a reload was rejected),
 2 a usage or connection error, on any host (fleet.py); 130 when interrupted (but a
@@ -222,6 +222,15 @@ def _parser() -> argparse.ArgumentParser:
         "read a password on stdin (not echoed on a terminal), print its hash for [control] users",
         remote=False,
     )
+    p = command(
+        "import-supervisord",
+        local.import_supervisord,
+        "supervisord.conf -> sentinel TOML",
+        remote=False,
+    )
+    p.add_argument("file", metavar="FILE", help="supervisord.conf (its [include] files follow)")
+    p.add_argument("-o", "--output", metavar="OUT", help="write OUT (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     command(
         "reload",
         commands.reload,

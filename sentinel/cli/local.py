@@ -69,3 +69,9 @@ def hash_password(_: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(hash_password(password))
     return EXIT_OK
+
+
+def import_supervisord(args: argparse.Namespace) -> int:
+    from sentinel.importer import main  # noqa: PLC0415 (only this command needs it)
+
+    return main(args.file, args.output, args.force)

@@ -7,6 +7,7 @@ pydantic's errors into `ConfigError`s that name the file and the key path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import shlex
@@ -509,7 +510,7 @@ class ProcessSpec:
         scaling = {"instances": 1, "instances_start": 0, "name": None}
         return dataclasses.replace(self, settings=self.settings.model_copy(update=scaling))
 
-    @property
+    @functools.cached_property
     def probe_kinds(self) -> tuple[str, ...]:
         """The kinds of probe its program configures, in a fixed order."""
         s = self.settings

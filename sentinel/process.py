@@ -140,23 +140,29 @@ class ProcessDriver:
             await future
         return self.state
 
-    def snapshot(self, health: HealthStatus = NO_PROBES) -> ProcessSnapshot:
-        """The process as it is now; `health` is what its probes say. Call on the loop."""
-        m, spec, now = self._machine, self.spec, self._loop.time()
-        running = m.pid is not None and m.spawned_at is not None
+    def snapshot(
+        self, health: HealthStatus = NO_PROBES, now: float | None = None
+    ) -> ProcessSnapshot:
+        """The process as it is now (`now`: the loop's time, if the caller has it); `health`
+        is what its probes say. Call on the loop."""
+        m, spec = self._machine, self.spec
+        if now is None:
+            now = self._loop.time()
+        spawned = m.spawned_at
+        state = m.state
         return ProcessSnapshot(
             name=spec.name,
             program=spec.program,
             group=spec.group,
-            priority=spec.priority,
-            state=m.state,
+            priority=spec.settings.priority,
+            state=state,
             pid=m.pid,
             exit_code=m.last_exit_code,
             restarts=m.restarts,
-            uptime_seconds=now - m.spawned_at if running and m.spawned_at is not None else 0.0,
+            uptime_seconds=now - spawned if m.pid is not None and spawned is not None else 0.0,
             start_time=self._started_at,
             health=health.health,
-            ready=m.state is ProcessState.RUNNING and health.ready,
+            ready=state is ProcessState.RUNNING and health.ready,
             probes=health.probes,
             configured_probes=spec.probe_kinds,
             backoff_attempt=m.attempt,

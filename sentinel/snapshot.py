@@ -8,7 +8,7 @@ runner's health, frozen, and then handed to the API, the metrics renderer, the n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sentinel.states import Health, ProcessState
 
@@ -44,8 +44,11 @@ class HealthStatus:
 NO_PROBES = HealthStatus(Health.UNKNOWN, True, ())
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessSnapshot:
+class ProcessSnapshot(NamedTuple):
+    """A process at one moment. A named tuple, not a frozen dataclass: as immutable and as
+    typed, and built in half the time (a frozen dataclass sets each field through
+    object.__setattr__), which a status of 500 processes does 500 times."""
+
     name: str  # the process: "web", or "web_0" with instances
     program: str  # the [programs.NAME] it comes from
     group: str
@@ -78,28 +81,29 @@ class ProcessSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of `status --json` and `GET /api/v1/programs`."""
+        state = self.state
         return {
             "name": self.name,
             "program": self.program,
             "group": self.group,
             "priority": self.priority,
-            "state": self.state.name,
-            "state_code": int(self.state),
+            "state": _STATE_NAMES[state],
+            "state_code": int(state),
             "pid": self.pid,
             "exit_code": self.exit_code,
             "restarts": self.restarts,
-            "uptime_seconds": round(self.uptime_seconds, 3),
+            "uptime_seconds": _ms(self.uptime_seconds),
             "start_time": self.start_time,
-            "health": self.health.value,
+            "stop_time": self.stop_time,
+            "health": str(self.health),
             "ready": self.ready,
-            "probes": {p.probe: p.to_dict() for p in self.probes},
+            "probes": {p.probe: p.to_dict() for p in self.probes} if self.probes else {},
             "configured_probes": list(self.configured_probes),
             "backoff_attempt": self.backoff_attempt,
             "backoff_delay_seconds": self.backoff_delay_seconds,
-            "backoff_remaining_seconds": round(self.backoff_remaining_seconds, 3),
+            "backoff_remaining_seconds": _ms(self.backoff_remaining_seconds),
             "flapping": self.flapping,
             "detail": self.detail,
-            "stop_time": self.stop_time,
         }
 
     @classmethod
@@ -137,3 +141,11 @@ class ProcessSnapshot:
             # .get: a daemon from before stop_time still answers a newer CLI
             stop_time=None if data.get("stop_time") is None else float(data["stop_time"]),
         )
+
+
+_STATE_NAMES = {state: state.name for state in ProcessState}  # an enum's .name is a property
+
+
+def _ms(seconds: float) -> float:
+    """Seconds to the millisecond (what round(seconds, 3) gives, at half its cost)."""
+    return int(seconds * 1000 + 0.5) / 1000

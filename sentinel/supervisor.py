@@ -60,6 +60,7 @@ class Supervisor:
         self._factory = factory or (lambda spec: ProcessDriver(spec, bus, reaper))
         self._health = health
         self.drivers: dict[str, ProcessDriver] = {}
+        self._ordered: list[ProcessDriver] | None = None  # drivers by priority; reset on reload
         for spec in config.processes:
             self.drivers[spec.name] = self._factory(spec)
 
@@ -94,7 +95,17 @@ class Supervisor:
 
     def snapshots(self, names: Iterable[str] = ("all",)) -> list[ProcessSnapshot]:
         """The selected processes as they are now, in priority order."""
-        return [d.snapshot(self._health(d.name)) for d in self._select(names)]
+        names = tuple(names)
+        drivers = self._in_order() if names == ("all",) else self._select(names)
+        now, health = asyncio.get_running_loop().time(), self._health
+        return [d.snapshot(health(d.spec.name), now) for d in drivers]
+
+    def _in_order(self) -> list[ProcessDriver]:
+        """Every driver in priority order, sorted once per set of drivers (a status of 500
+        processes asks for it every time)."""
+        if self._ordered is None or len(self._ordered) != len(self.drivers):
+            self._ordered = sorted(self.drivers.values(), key=_in_order)
+        return self._ordered
 
     def log(self, name: str, stream: str) -> LogCapture | None:
         """A process's captured stdout or stderr; None when it is not captured."""
@@ -163,6 +174,7 @@ class Supervisor:
 
         gone = [self.drivers[name] for name in removed]
         await _stop_in_tiers(gone)
+        self._ordered = None  # priorities may change, and processes come and go
         for driver in gone:
             del self.drivers[driver.name]
             await driver.aclose()

@@ -80,7 +80,8 @@ KILL_TIMEOUT = 30.0  # s to reap anything after SIGKILL
 CAPTURE_FLOOR_RATE = 20e6  # bytes/s: the capture deadline is the size at this rate, at least
 CAPTURE_MIN_DEADLINE = 60.0
 BUSY_WARNING = 0.05  # cores busy elsewhere on the machine before the start: warn
-RESTART_GAP = 0.02  # s of quiet after a replacement is settled, before the next kill
+RESTART_GAP = 0.15  # s of quiet after a replacement is settled, before the next kill
+RESET_AFTER = "100ms"  # sentinel's backoff.reset_after in the restart figure: < RESTART_GAP
 POLL = 0.25  # s between status polls while waiting for many programs
 FAST_POLL = 0.005  # s between polls where the poll interval bounds the error
 CAPTURE_POLL = 0.01  # s between scans of the log files: < 1% of a run, little CPU stolen
@@ -290,7 +291,10 @@ class Sentinel(Daemon):
                 f'autorestart = "{"always" if p.autorestart else "never"}"',
             ]
             if p.immediate:
-                lines += ["start_seconds = 0", 'backoff = { initial = "0s" }']
+                # The default backoff, whose first restart after a run is at once: each kill
+                # comes RESTART_GAP after the replacement is RUNNING, past reset_after, so
+                # each is the first crash of a new series, as a crash after a stable run is.
+                lines += ["start_seconds = 0", f'backoff = {{ reset_after = "{RESET_AFTER}" }}']
             for stream in ("stdout", "stderr"):
                 target = _toml_string(str(log_file(self.logs, process, stream)))
                 lines.append(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from typing import Any
@@ -123,7 +122,7 @@ def snapshot(**changes: Any) -> ProcessSnapshot:
         health=Health.UNKNOWN, ready=True, probes=(), configured_probes=(), backoff_attempt=0,
         backoff_delay_seconds=0.0, backoff_remaining_seconds=0.0, flapping=False, detail="",
     )  # fmt: skip
-    return dataclasses.replace(running, **changes)
+    return running._replace(**changes)
 
 
 def test_status_table_columns() -> None:

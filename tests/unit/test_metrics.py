@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 
@@ -49,7 +48,7 @@ def snapshot(
         flapping=False,
         detail="",
     )
-    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)  # type: ignore[arg-type]
 
 
 def collector(*extra: ProcessSnapshot) -> SentinelCollector:

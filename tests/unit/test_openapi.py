@@ -146,7 +146,7 @@ def test_a_process_matches_the_process_schema() -> None:
     data = snapshot.to_dict()
     assert errors("Process", data) == []
     assert set(DOCUMENT["components"]["schemas"]["Process"]["properties"]) == set(data)
-    stopped = dataclasses.replace(snapshot, state=ProcessState.STOPPED, pid=None, start_time=None)
+    stopped = snapshot._replace(state=ProcessState.STOPPED, pid=None, start_time=None)
     assert errors("Process", stopped.to_dict()) == []
     assert errors("Process", {**data, "state": "SLEEPING"}) != []
     assert errors("Process", {**data, "extra": 1}) != []

@@ -3,7 +3,6 @@ and the supervisord rules rpcinfo.py copies, against Supervisor's own code."""
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 import xmlrpc.client
@@ -222,7 +221,7 @@ def snapshot(name: str, state: ProcessState, **fields: object) -> ProcessSnapsho
         flapping=False,
         detail="",
     )
-    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)  # type: ignore[arg-type]
 
 
 NOW = 1_800_000_000

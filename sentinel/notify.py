@@ -28,9 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import apprise
+from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import ConfigError, ConfigProblem
 from sentinel.events import (
@@ -48,6 +46,9 @@ from sentinel.events import (
 from sentinel.model import Config, NotifySection
 from sentinel.snapshot import ProcessSnapshot
 from sentinel.states import ProcessState, RestartReason
+
+if TYPE_CHECKING:
+    import apprise
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,22 @@ class _Suppressed:
         return f"\n({what} alerts for {process} were suppressed since {since})"
 
 
+def _apprise() -> Any:
+    """The apprise module, imported when first needed: it costs the daemon some 4 MB and a
+    tenth of a second at start, which a config without [notify] URLs does not need."""
+    import apprise  # noqa: PLC0415
+
+    return apprise
+
+
+def configured(section: NotifySection) -> bool:
+    """Whether [notify] names any destination."""
+    return bool(section.urls or section.config)
+
+
 def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigProblem]]:
     """The apprise object for [notify]; unusable URLs come back as problems naming the key."""
+    apprise = _apprise()
     apobj = apprise.Apprise()
     problems = []
     for index, url in enumerate(section.urls):
@@ -129,6 +144,8 @@ def build_apprise(section: NotifySection) -> tuple[apprise.Apprise, list[ConfigP
 def check(config: Config) -> None:
     """Raise ConfigError if [notify] names URLs or a config apprise cannot use, or a program's
     notify_tags name a tag no URL carries (its alerts would go nowhere)."""
+    if not configured(config.notify):
+        return  # nothing to check, and no apprise to import
     apobj, problems = build_apprise(config.notify)
     if not problems and len(apobj) > 0:
         seen: set[tuple[str, str]] = set()
@@ -166,7 +183,9 @@ class Notifier:
         retry_delay: float = 1.0,
     ) -> None:
         self._section = section
-        self._apprise, _ = build_apprise(section)
+        self._apprise: apprise.Apprise | None = None
+        if configured(section):
+            self._apprise, _ = build_apprise(section)
         self._context = context
         self._publish = publish
         self._host = hostname or socket.gethostname()
@@ -185,11 +204,11 @@ class Notifier:
     def reconfigure(self, section: NotifySection) -> None:
         """Take a reloaded [notify]; messages already queued go to the new destinations."""
         self._section = section
-        self._apprise, _ = build_apprise(section)
+        self._apprise = build_apprise(section)[0] if configured(section) else None
 
     @property
     def enabled(self) -> bool:
-        return len(self._apprise) > 0
+        return self._apprise is not None and len(self._apprise) > 0
 
     # --- deciding (on the bus, synchronous) -------------------------------------------------
 
@@ -361,9 +380,7 @@ class Notifier:
                 by_destination[alert.tags].append((alert, alert.text(tail)))
             for tags, alerts in by_destination.items():
                 title, body, notify_type = self._digest(alerts)
-                services = list(
-                    self._apprise.find(tag=list(tags) if tags else apprise.common.MATCH_ALL_TAG)
-                )
+                services = self._services(tags)
                 if not services:  # the apprise config changed on disk since it was checked
                     log.error("no notification URL has the tags %s: %s", ", ".join(tags), title)
                     self._publish(NotificationResult(result="failed", target="", title=title))
@@ -375,6 +392,13 @@ class Notifier:
                     task.add_done_callback(self._sending.discard)
             for _ in batch:
                 self._queue.task_done()
+
+    def _services(self, tags: tuple[str, ...]) -> list[Any]:
+        """The apprise services an alert with `tags` goes to (none if [notify] was emptied
+        by a reload since it was queued)."""
+        if self._apprise is None:
+            return []
+        return list(self._apprise.find(tag=list(tags) if tags else _apprise().common.MATCH_ALL_TAG))
 
     def _digest(self, alerts: list[tuple[Alert, str]]) -> tuple[str, str, str]:
         """One message for alerts going to the same place: (title, body, apprise type)."""
@@ -433,6 +457,7 @@ def _send_text(service: Any, title: str, body: str, notify_type: str) -> bool:
     """Send a plain-text message through one service. Through an Apprise object of its own,
     because that is where apprise turns text into what the service speaks (an e-mail's HTML
     part gets its line breaks and its `<` escaped; Slack's markdown its escapes)."""
+    apprise = _apprise()
     one = apprise.Apprise()
     one.add(service)
     return bool(
@@ -460,7 +485,7 @@ async def send_test(section: NotifySection, hostname: str | None = None) -> list
         raise ConfigError(problems)
     host = hostname or socket.gethostname()
     results = []
-    for service in apobj.find(tag=apprise.common.MATCH_ALL_TAG):
+    for service in apobj.find(tag=_apprise().common.MATCH_ALL_TAG):
         ok = await asyncio.to_thread(
             service.notify,
             title=f"[sentinel@{host}] test notification",

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp
 
 from sentinel import __version__
 from sentinel.api.control import BadRequest, Control, LogReader
-from sentinel.api.openapi import DOCUMENT
 from sentinel.api.params import (
     FOLLOW,
     HISTORY,
@@ -38,9 +37,7 @@ from sentinel.api.params import (
     TAIL_BYTES,
     WAIT,
 )
-from sentinel.api.rpcinterface import SupervisorNamespace
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
-from sentinel.api.xmlrpc import XmlRpc
 from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role
 from sentinel.errors import ConfigError, NoSuchProcess
@@ -75,6 +72,9 @@ class _Endpoints:
         )
 
     async def openapi(self, _: Request) -> Response:
+        # Imported when asked for: the document is built from the code at import.
+        from sentinel.api.openapi import DOCUMENT  # noqa: PLC0415
+
         return JSONResponse(DOCUMENT)
 
     async def programs(self, _: Request) -> Response:
@@ -239,10 +239,26 @@ def create_app(
         NoSuchProcess: lambda _, exc: _error(404, str(exc)),
         BadRequest: lambda _, exc: _error(400, str(exc)),
     }
-    rpc = XmlRpc(SupervisorNamespace(control).methods())
-    routes = [*api_routes(control), Route("/RPC2", rpc.endpoint, methods=["POST"])]
+    routes = [*api_routes(control), Route("/RPC2", _xmlrpc(control), methods=["POST"])]
     app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, policy, credentials, audit_log)
+
+
+def _xmlrpc(control: Control) -> Callable[[Request], Awaitable[Response]]:
+    """The /RPC2 endpoint, built on its first call: the XML-RPC interface and its parsers
+    cost the daemon memory and start-up time that a sentinel nobody reaches with
+    supervisorctl does not need."""
+    built: list[Callable[[Request], Awaitable[Response]]] = []
+
+    async def endpoint(request: Request) -> Response:
+        if not built:
+            from sentinel.api.rpcinterface import SupervisorNamespace  # noqa: PLC0415
+            from sentinel.api.xmlrpc import XmlRpc  # noqa: PLC0415
+
+            built.append(XmlRpc(SupervisorNamespace(control).methods()).endpoint)
+        return await built[0](request)
+
+    return endpoint
 
 
 def api_routes(control: Control) -> list[Route]:

@@ -303,8 +303,13 @@ def _resolve(
                     stderr_log=None
                     if settings.redirect_stderr
                     else _log_path(settings.stderr, base, log_dir, name, "stderr"),
+                    stdout_inherit=_inherit(settings.stdout, "stdout"),
+                    stderr_inherit=None
+                    if settings.redirect_stderr
+                    else _inherit(settings.stderr, "stderr"),
                 )
             )
+    problems += _shared_log_files(processes, origin, path)
     seen: dict[str, str] = {}
     for spec in processes:
         if not re.match(NAME_PATTERN, spec.name):
@@ -341,9 +346,45 @@ def _resolve(
     )
 
 
+# What a container user writes for "the container's output": sentinel's own streams.
+_INHERITED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr", "/proc/self/fd/1": "stdout",
+              "/proc/self/fd/2": "stderr"}  # fmt: skip
+
+
+def _shared_log_files(
+    processes: list[ProcessSpec], origin: dict[str, Path], main: Path
+) -> list[ConfigProblem]:
+    """Two streams writing one file overwrite each other's lines: an error naming both keys
+    (a program's stderr in its stdout's file is redirect_stderr's job)."""
+    problems = []
+    owner: dict[Path, str] = {}
+    for spec in processes:
+        for stream, file in (("stdout", spec.stdout_log), ("stderr", spec.stderr_log)):
+            if file is None:
+                continue
+            key = f"programs.{spec.program}.{stream}.path"
+            where = key if spec.name == spec.program else f"{key} (process {spec.name})"
+            first = owner.setdefault(file.resolve(), where)
+            if first != where:
+                problems.append(
+                    ConfigProblem(
+                        str(origin.get(spec.program, main)),
+                        key,
+                        f"{file} is also {first}'s file: two streams in one file overwrite "
+                        "each other (give each its own, or use redirect_stderr)",
+                    )
+                )
+    return problems
+
+
 def _log_path(spec: LogSpec, base: Path, log_dir: Path, name: str, stream: str) -> Path | None:
-    if spec.path == "none":
+    if spec.path in ("none", "inherit") or spec.path in _INHERITED:
         return None
     if spec.path == "auto":
         return log_dir / f"{name}.{stream}.log"
     return base / spec.path
+
+
+def _inherit(spec: LogSpec, stream: str) -> str | None:
+    """Which of sentinel's own streams this one goes to, if any."""
+    return stream if spec.path == "inherit" else _INHERITED.get(spec.path)

@@ -48,7 +48,7 @@ from sentinel.probes.runner import ProbeRunner
 from sentinel.process import ProcessDriver, escapees
 from sentinel.reaper import ChildReaper, children_of_daemon
 from sentinel.scheduling import ProbeScheduler
-from sentinel.states import RestartReason
+from sentinel.states import ProcessState, RestartReason
 from sentinel.supervisor import Supervisor
 from sentinel.systemd import ServiceManager
 
@@ -87,6 +87,8 @@ class Daemon:
         self.bus.subscribe(self.notifier.on_event)
         self._manager: ServiceManager | None = None  # systemd, when it runs sentinel
         self._status_pending = False
+        self.exit_code = 0  # what `sentinel run` exits with: non-zero when an essential died
+        self.bus.subscribe(self._essential_ended)
 
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
@@ -96,6 +98,39 @@ class Daemon:
         """For a scrape: a function that finds escaped descendants off the loop, from a copy
         of what is watched now."""
         return functools.partial(escapees, frozenset(self._reaper.watched))
+
+    def _essential_ended(self, event: Event) -> None:
+        """An essential program that gave up (FATAL) or ended for good (EXITED) ends sentinel,
+        with its status: the way a container ends when its main program dies."""
+        if not isinstance(event, StateChanged) or event.new not in (
+            ProcessState.FATAL,
+            ProcessState.EXITED,
+        ):
+            return
+        driver = self.supervisor.drivers.get(event.process)
+        if (
+            driver is None
+            or not driver.spec.settings.essential
+            or self._shutdown_requested.is_set()
+        ):
+            return
+        self.exit_code = exit_status(event.exit_code, failed=event.new is ProcessState.FATAL)
+        log.error(
+            "%s is essential and %s (%s): stopping everything, exiting %d",
+            event.process,
+            event.new.name,
+            event.reason,
+            self.exit_code,
+        )
+        self.request_shutdown()
+
+    def essential_down(self) -> list[str]:
+        """The essential processes that are not RUNNING (for /healthz)."""
+        return [
+            name
+            for name, driver in self.supervisor.drivers.items()
+            if driver.spec.settings.essential and driver.state is not ProcessState.RUNNING
+        ]
 
     def _remember(self, event: Event) -> None:
         if not isinstance(event, ProbeResultEvent):  # a probe a second would drown the rest
@@ -153,6 +188,7 @@ class Daemon:
             await server.stop()
             for driver in self.supervisor.drivers.values():
                 await driver.aclose()
+            self.supervisor.outputs.close()  # what programs wrote to sentinel's stdout, written
             _kill_leftovers()
             self._reaper.reap()
             self._reaper.close()
@@ -160,8 +196,8 @@ class Daemon:
                 self.config.socket_path.unlink()
             audit_log.close()
             manager.close()
-        log.info("sentinel stopped")
-        return 0
+        log.info("sentinel stopped" + (f", exit {self.exit_code}" if self.exit_code else ""))
+        return self.exit_code
 
     def _open_control_plane(self) -> tuple[ControlServer, AuditLog]:
         """The listeners, bound, each behind its guard; and the audit log they write."""
@@ -280,6 +316,14 @@ def _kill_leftovers() -> None:
         for pid in pids:  # only those killed: waiting for another could block for ever
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+def exit_status(code: int | None, *, failed: bool) -> int:
+    """A shell's exit status for a process's end: its code, 128 + N when killed by signal N,
+    and 1 for a failure with no code of its own (a spawn error, flapping)."""
+    if code is None or (code == 0 and failed):
+        return 1 if failed else 0
+    return 128 - code if code < 0 else min(code, 255)
 
 
 def _tail_reader(driver: ProcessDriver, size: int = 2048, lines: int = 10) -> Callable[[], str]:

@@ -265,9 +265,12 @@ class NotifySection(Frozen):
 
 
 class LogSpec(Frozen):
-    path: str = "auto"  # "auto": <log_dir>/<process>.<stream>.log; "none": discard; else a file
+    # "auto": <log_dir>/<process>.<stream>.log; "none": discard; "inherit" (or /dev/stdout,
+    # /dev/stderr): sentinel's own stdout / stderr, for containers; else a file
+    path: str = "auto"
     max_bytes: Size = 50 * 10**6
     backups: int = Field(default=10, ge=0)
+    prefix: bool = False  # with "inherit": each line starts with "NAME | "
 
 
 class Backoff(Frozen):
@@ -452,6 +455,9 @@ class Program(Frozen):
     priority: int = 999
     group: str | None = Field(default=None, pattern=NAME_PATTERN)
     autostart: bool = True
+    # When it gives up (FATAL) or ends for good (EXITED), sentinel stops the rest and exits
+    # with its status: how a container whose main program died should end.
+    essential: bool = False
     autorestart: Literal["always", "on-failure", "never"] = "on-failure"
     exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = [0]
     start_seconds: Duration = 1.0
@@ -496,8 +502,10 @@ class ProcessSpec:
     group: str
     instance: int
     settings: Program
-    stdout_log: Path | None  # None: discarded
-    stderr_log: Path | None  # None: discarded, or in the stdout log when redirect_stderr
+    stdout_log: Path | None  # None: discarded, or inherited
+    stderr_log: Path | None  # None: discarded, inherited, or in stdout's when redirect_stderr
+    stdout_inherit: str | None = None  # "stdout" / "stderr": to sentinel's own (path "inherit")
+    stderr_inherit: str | None = None
 
     @property
     def priority(self) -> int:

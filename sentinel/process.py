@@ -25,6 +25,7 @@ from pathlib import Path
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
 from sentinel.events import StateChanged
+from sentinel.inherit import InheritedOutput, Outputs
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
@@ -53,6 +54,8 @@ from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
 
+Sink = LogCapture | InheritedOutput  # where a child's stdout or stderr goes
+
 # Set in every child, as supervisord sets SUPERVISOR_PROCESS_NAME; also how leftovers that
 # escaped the process group are recognised when the main process has gone.
 PROCESS_ENV = "SENTINEL_PROCESS_NAME"
@@ -72,7 +75,9 @@ class ProcessDriver:
         loop: asyncio.AbstractEventLoop | None = None,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
+        outputs: Outputs | None = None,
     ) -> None:
+        """`outputs`: sentinel's own stdout and stderr, shared by every driver."""
         self.spec = spec
         self._bus = bus
         self._reaper = reaper
@@ -88,8 +93,8 @@ class ProcessDriver:
         self._stepping = False
         self._waiters: list[tuple[Callable[[ProcessState], bool], asyncio.Future[None]]] = []
         self._next_spec: ProcessSpec | None = None
-        self._stdout: LogCapture | None = None
-        self._stderr: LogCapture | None = None
+        self._outputs = outputs or Outputs(self._loop)
+        self._sinks: tuple[Sink | None, Sink | None] = (None, None)
         self._open_logs()
 
     # --- the public surface -----------------------------------------------------------------
@@ -130,7 +135,9 @@ class ProcessDriver:
             self._next_spec = spec
 
     def log(self, stream: str) -> LogCapture | None:
-        return self._stderr if stream == "stderr" else self._stdout
+        """The captured stdout or stderr, if it goes to a file sentinel keeps."""
+        sink = self._sinks[stream == "stderr"]
+        return sink if isinstance(sink, LogCapture) else None
 
     async def wait_for(self, wanted: Callable[[ProcessState], bool]) -> ProcessState:
         """Wait until the state satisfies `wanted` (guard with asyncio.timeout)."""
@@ -179,9 +186,9 @@ class ProcessDriver:
             timer.cancel()
         if self._run is not None:
             self._run.unwatch()
-        for capture in (self._stdout, self._stderr):
-            if capture is not None:
-                await capture.aclose()
+        for sink in self._sinks:
+            if sink is not None:
+                await sink.aclose()
 
     # --- inputs and actions -----------------------------------------------------------------
 
@@ -257,11 +264,12 @@ class ProcessDriver:
             }
             if account is not None:
                 env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
-            stdout = self._stdout.write_fd if self._stdout else subprocess.DEVNULL
+            out, err = self._sinks
+            stdout = out.write_fd if out else subprocess.DEVNULL
             if settings.redirect_stderr:
                 stderr: int = stdout
             else:
-                stderr = self._stderr.write_fd if self._stderr else subprocess.DEVNULL
+                stderr = err.write_fd if err else subprocess.DEVNULL
             popen = subprocess.Popen(
                 settings.command,
                 stdin=subprocess.DEVNULL,
@@ -308,14 +316,23 @@ class ProcessDriver:
         old, self.spec, self._next_spec = self.spec, spec, None
         self._machine.settings = spec.settings
         if _log_layout(old) != _log_layout(spec):
-            for capture in (self._stdout, self._stderr):
-                if capture is not None:
-                    self._loop.create_task(capture.aclose())
+            for sink in self._sinks:
+                if sink is not None:
+                    self._loop.create_task(sink.aclose())
             self._open_logs()
 
     def _open_logs(self) -> None:
-        self._stdout = _capture(self.spec.stdout_log, self.spec.settings.stdout, self._loop)
-        self._stderr = _capture(self.spec.stderr_log, self.spec.settings.stderr, self._loop)
+        spec, settings = self.spec, self.spec.settings
+        self._sinks = (
+            self._sink(spec.stdout_log, spec.stdout_inherit, settings.stdout),
+            self._sink(spec.stderr_log, spec.stderr_inherit, settings.stderr),
+        )
+
+    def _sink(self, path: Path | None, inherit: str | None, spec: LogSpec) -> Sink | None:
+        """Where one stream goes: a rotating file, sentinel's own stdout/stderr, or nowhere."""
+        if inherit is not None:
+            return self._outputs.open(self.spec.name, inherit, spec.prefix)
+        return _capture(path, spec, self._loop)
 
 
 def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
@@ -392,7 +409,14 @@ class _Run:
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:
-    return spec.stdout_log, spec.stderr_log, spec.settings.stdout, spec.settings.stderr
+    return (
+        spec.stdout_log,
+        spec.stderr_log,
+        spec.stdout_inherit,
+        spec.stderr_inherit,
+        spec.settings.stdout,
+        spec.settings.stderr,
+    )
 
 
 def _capture(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from sentinel.bus import EventBus
 from sentinel.errors import NoSuchProcess
 from sentinel.events import ConfigReloaded
+from sentinel.inherit import Outputs
 from sentinel.logs import LogCapture
 from sentinel.model import Config, ProcessSpec
 from sentinel.process import ProcessDriver
@@ -57,7 +58,10 @@ class Supervisor:
         """`health(name)` says what a process's probes say, for its snapshot."""
         self.config = config
         self._bus = bus
-        self._factory = factory or (lambda spec: ProcessDriver(spec, bus, reaper))
+        self.outputs = Outputs()  # sentinel's own stdout and stderr, for path = "inherit"
+        self._factory = factory or (
+            lambda spec: ProcessDriver(spec, bus, reaper, outputs=self.outputs)
+        )
         self._health = health
         self.drivers: dict[str, ProcessDriver] = {}
         self._ordered: list[ProcessDriver] | None = None  # drivers by priority; reset on reload

@@ -67,9 +67,16 @@ class _Endpoints:
         return Response(body, media_type=CONTENT_TYPE)
 
     async def healthz(self, _: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "version": __version__, "http": self.control.http_address}
-        )
+        """sentinel's own health: 503 while an essential program is down (a container's
+        health check), 200 otherwise."""
+        down = self.control.essential_down()
+        body = {
+            "status": "down" if down else "ok",
+            "version": __version__,
+            "http": self.control.http_address,
+            "essential_down": down,
+        }
+        return JSONResponse(body, status_code=503 if down else 200)
 
     async def openapi(self, _: Request) -> Response:
         # Imported when asked for: the document is built from the code at import.

@@ -85,6 +85,9 @@ class Control(Protocol):
 
     def request_shutdown(self) -> None: ...
 
+    def essential_down(self) -> list[str]:
+        """The essential processes that are not RUNNING."""
+
     @property
     def shutting_down(self) -> bool:
         """A shutdown was asked for: processes are stopping, or stopped."""

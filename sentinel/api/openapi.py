@@ -243,7 +243,9 @@ def _operation(
     parameters: tuple[Schema, ...] = (),
     errors: tuple[str, ...] = (),
     body: Schema | None = None,
+    also: dict[str, Schema] | None = None,
 ) -> Schema:
+    """`also`: answers besides `ok` and the refusals (a 503 that is not an error)."""
     status, answer = ok
     refusals = {**GUARDED, **({"403": "Forbidden"} if role > Role.NONE else {})}
     refusals |= {code: ERROR_CODES[code] for code in errors}
@@ -256,6 +258,7 @@ def _operation(
         "parameters": list(parameters),
         "responses": {
             status: answer,
+            **(also or {}),
             **{
                 code: {"$ref": f"#/components/responses/{refusals[code]}"}
                 for code in sorted(refusals)
@@ -329,7 +332,9 @@ PATHS: dict[str, Schema] = {
     "/healthz": {"get": _operation(
         "healthz", "Is sentinel up", Role.NONE,
         ("200", _json("sentinel is up.", _ref("Health"))),
-        description="For monitors of sentinel itself.", tag="daemon",
+        also={"503": _json("An essential program is down.", _ref("Health"))},
+        description="For monitors of sentinel itself, and a container's health check: 503 "
+        "while an `essential` program is not RUNNING.", tag="daemon",
     )},
     "/api/v1/openapi.json": {"get": _operation(
         "openapi", "This document", Role.VIEWER,
@@ -457,10 +462,15 @@ DOCUMENT: Schema = {
                 error=_of("string", "what went wrong, or what was expected"),
             ),
             "Health": _closed(
-                "sentinel is up.",
-                status={"const": "ok"},
+                "sentinel's own health.",
+                status={"enum": ["ok", "down"]},
                 version=_of("string", "sentinel's version"),
                 http=_of(["string", "null"], "where `[control] http` listens, as bound"),
+                essential_down={
+                    "type": "array",
+                    "description": "essential processes that are not RUNNING",
+                    "items": {"type": "string"},
+                },
             ),
             "LogChunk": _closed("Output.", data=_of("string", "as UTF-8, bad bytes replaced")),
             **EVENTS,

@@ -336,6 +336,7 @@ def _resolve(
         path=path,
         sentinel=parsed.sentinel,
         control=parsed.control,
+        metrics=parsed.metrics,
         notify=parsed.notify.model_copy(
             update={"config": str(base / parsed.notify.config) if parsed.notify.config else None}
         ),

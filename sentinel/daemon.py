@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sentinel import __version__, limits, notify
-from sentinel.api.app import create_app
-from sentinel.api.listeners import open_listeners
+from sentinel.api.app import create_app, create_metrics_app
+from sentinel.api.listeners import open_listeners, open_metrics_listener
 from sentinel.api.serve import ControlServer
 from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role, is_legacy
@@ -66,6 +66,7 @@ class Daemon:
         self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
         self._shutdown_requested = asyncio.Event()
         self.http_address: str | None = None  # [control].http as bound (port 0 -> the real port)
+        self.metrics_address: str | None = None  # [metrics].listen as bound
         self._reaper = ChildReaper()
         self._http_prober = HttpProber()
         self._scheduler = ProbeScheduler()
@@ -220,6 +221,19 @@ class Daemon:
             str(self.config.path),
             lambda policy: create_app(self, policy, credentials, audit_log),
         )
+        metrics = self.config.metrics
+        if metrics.listen is not None:
+            scrapers = Credentials((u.name, u.password_hash, Role.VIEWER) for u in metrics.users)
+            listener, self.metrics_address = open_metrics_listener(
+                metrics, lambda policy: create_metrics_app(self, policy, scrapers)
+            )
+            listeners.append(listener)
+            log.info(
+                "metrics on %s://%s/metrics%s",
+                "https" if metrics.tls_cert else "http",
+                self.metrics_address,
+                "" if metrics.users else " (no password needed)",
+            )
         scheme = "https" if control.tls_cert else "http"
         log.info(
             "sentinel %s: control socket %s%s; %d processes; without a password: %s",

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -266,6 +267,9 @@ class SentinelCollector(Collector):
         self._counters: dict[str, _ProcessCounters] = defaultdict(_ProcessCounters)
         self.notifications: dict[str, int] = dict.fromkeys(NOTIFICATION_RESULTS, 0)
         self.last_reload_ok = True
+        # sentinel's own CPU, memory and descriptors (process_*), as every exporter has them.
+        self._own = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self._own)
 
     def on_event(self, event: Event) -> None:
         """Subscribed to the bus: counts restarts, backoffs and probe results."""
@@ -344,6 +348,11 @@ class SentinelCollector(Collector):
         here each series' text is rendered once, when its process first shows up. Safe to
         call off the loop."""
         return _render(self.families(sample))
+
+    def render_own(self) -> bytes:
+        """sentinel's own process metrics (process_cpu_seconds_total, ...): reads /proc/self,
+        safe off the loop."""
+        return generate_latest(self._own)
 
     def families(self, sample: Sample) -> list[Family]:
         escaped = sample.escaped()

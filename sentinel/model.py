@@ -231,6 +231,52 @@ def is_loopback(host: str) -> bool:
 
 
 LINK_FIELDS = ("process", "program", "group", "event", "host")  # in notify's URL templates
+
+
+class MetricsUser(Frozen):
+    """Who may scrape [metrics].listen, as Prometheus's web config has basic auth users."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]*$", max_length=64)
+    password_hash: str  # made by `sentinel hash-password`; {SHA} accepted
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_hash(cls, value: str) -> str:
+        return check_hash_format(value)
+
+
+class MetricsSection(Frozen):
+    """A listener of its own that serves /metrics and nothing else (for a central
+    Prometheus: it may listen on the network without exposing the control plane)."""
+
+    listen: str | None = None  # "0.0.0.0:9101"
+    users: list[MetricsUser] = []  # without users, anyone who reaches it may scrape
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f'expected "HOST:PORT" like "0.0.0.0:9101", got {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MetricsSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = typing.get_args(NotifyEvent)
 
@@ -489,6 +535,7 @@ class ConfigFile(Frozen):
     include: list[str] = []
     sentinel: SentinelSection = SentinelSection()
     control: ControlSection = ControlSection()
+    metrics: MetricsSection = MetricsSection()
     notify: NotifySection = NotifySection()
     programs: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Program] = {}
 
@@ -538,6 +585,7 @@ class Config:
     log_dir: Path
     state_dir: Path
     socket_path: Path
+    metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
 
     def process(self, name: str) -> ProcessSpec | None:
         return next((p for p in self.processes if p.name == name), None)

@@ -63,7 +63,8 @@ class _Endpoints:
         # What the loop owns is copied on the loop; the /proc walk of every process tree and
         # the formatting happen off it.
         metrics = self.control.metrics
-        body = await asyncio.to_thread(metrics.render, metrics.sample())
+        sample = metrics.sample()
+        body = await asyncio.to_thread(lambda: metrics.render(sample) + metrics.render_own())
         return Response(body, media_type=CONTENT_TYPE)
 
     async def healthz(self, _: Request) -> Response:
@@ -249,6 +250,15 @@ def create_app(
     routes = [*api_routes(control), Route("/RPC2", _xmlrpc(control), methods=["POST"])]
     app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, policy, credentials, audit_log)
+
+
+def create_metrics_app(
+    control: Control, policy: ListenerPolicy, credentials: Credentials
+) -> ASGIApp:
+    """[metrics].listen's app: GET /metrics and nothing else, behind its own guard."""
+    e = _Endpoints(control)
+    app = Starlette(routes=[Route("/metrics", requires(Role.VIEWER, e.metrics))])
+    return Guard(app, policy, credentials, None)
 
 
 def _xmlrpc(control: Control) -> Callable[[Request], Awaitable[Response]]:

@@ -22,7 +22,7 @@ from sentinel.api.security import ListenerPolicy
 from sentinel.api.serve import Listener
 from sentinel.auth import Role
 from sentinel.errors import ConfigError
-from sentinel.model import ControlSection
+from sentinel.model import ControlSection, MetricsSection
 
 AppFactory = Callable[[ListenerPolicy], ASGIApp]
 
@@ -53,6 +53,21 @@ def open_listeners(
     policy = ListenerPolicy(False, frozenset(names), frozenset(origins), anonymous, own_uid)
     listeners.append(Listener(tcp, build(policy), control.tls_cert, control.tls_key))
     return listeners, f"{_literal(host)}:{port}"
+
+
+def open_metrics_listener(metrics: MetricsSection, build: AppFactory) -> tuple[Listener, str]:
+    """[metrics].listen: /metrics alone, for a central Prometheus. Any Host header is fine
+    (Prometheus names its targets as it likes, and nothing here changes anything); with
+    users, a scrape needs a password. The address as bound."""
+    address = metrics.host_port
+    assert address is not None
+    sock = socket.create_server(address, backlog=128)
+    host, port = sock.getsockname()[:2]
+    anonymous = Role.NONE if metrics.users else Role.VIEWER
+    policy = ListenerPolicy(False, None, frozenset(), anonymous, os.geteuid())
+    return Listener(
+        sock, build(policy), metrics.tls_cert, metrics.tls_key
+    ), f"{_literal(host)}:{port}"
 
 
 def bind_unix(control: ControlSection, path: Path, config_file: str) -> socket.socket:

@@ -51,7 +51,7 @@ class ListenerPolicy:
     """What one listener accepts."""
 
     unix: bool
-    hosts: frozenset[str]  # lower-case names the Host header may give (TCP listeners)
+    hosts: frozenset[str] | None  # names the Host header may give (TCP listeners); None: any
     origins: frozenset[str]  # origins allowed to change things: "http://127.0.0.1:9001"
     anonymous: Role
     own_uid: int  # sentinel's own uid: a peer with it (or root) is admin on the unix socket
@@ -143,7 +143,7 @@ class Guard:
 
     def _refusal(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> tuple[int, str] | None:
         policy = self._policy
-        if not policy.unix:
+        if not policy.unix and policy.hosts is not None:
             hosts = headers.get(b"host", [])
             if len(hosts) != 1 or _host_name(hosts[0]) not in policy.hosts:
                 return 421, "this listener does not answer to that Host (see allowed_hosts)"

@@ -138,12 +138,11 @@ class SentinelSection(Frozen):
 RoleName = Literal["viewer", "operator", "admin"]
 
 
-class User(Frozen):
-    """A person or a tool that may use the control API over HTTP."""
+class Credential(Frozen):
+    """A name and a password hash for HTTP basic authentication."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]*$", max_length=64)
     password_hash: str  # made by `sentinel hash-password`; Supervisor's {SHA} form is accepted
-    role: RoleName = "viewer"
 
     @field_validator("password_hash")
     @classmethod
@@ -151,27 +150,51 @@ class User(Frozen):
         return check_hash_format(value)
 
 
-class ControlSection(Frozen):
+class User(Credential):
+    """A person or a tool that may use the control API over HTTP."""
+
+    role: RoleName = "viewer"
+
+
+def _host_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'expected "HOST:PORT" like "127.0.0.1:9001", got {value!r}')
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """("host", port) of a checked "HOST:PORT" ("[::1]:9001" -> ("::1", 9001))."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class Listening(Frozen):
+    """A TCP listener's TLS settings (both or neither)."""
+
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Listening:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class ControlSection(Listening):
     socket: str = "sentinel.sock"
     socket_mode: Annotated[int, BeforeValidator(parse_umask)] = 0o600  # octal, like umask
     socket_group: str | None = None  # the socket's group, to share it with socket_mode 0660
-    http: str | None = None
+    http: HostPort | None = None
     users: list[User] = []
     # Callers who give no password: "none", or a role. Default: "viewer" without users,
     # "none" with them.
     anonymous_role: Literal["none", "viewer", "operator", "admin"] | None = None
     allowed_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+$")]] = []
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @field_validator("http")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            host, _, port = value.rpartition(":")
-            if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f'expected "HOST:PORT" like "127.0.0.1:9001", got {value!r}')
-        return value
 
     @field_validator("users")
     @classmethod
@@ -183,8 +206,6 @@ class ControlSection(Frozen):
 
     @model_validator(mode="after")
     def _safe_on_the_network(self) -> ControlSection:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
         if self.http is None or self.http_is_loopback:
             return self
         if not self.users:
@@ -203,10 +224,7 @@ class ControlSection(Frozen):
 
     @property
     def http_host_port(self) -> tuple[str, int] | None:
-        if self.http is None:
-            return None
-        host, _, port = self.http.rpartition(":")
-        return host.strip("[]"), int(port)
+        return None if self.http is None else split_host_port(self.http)
 
     @property
     def http_is_loopback(self) -> bool:
@@ -233,48 +251,17 @@ def is_loopback(host: str) -> bool:
 LINK_FIELDS = ("process", "program", "group", "event", "host")  # in notify's URL templates
 
 
-class MetricsUser(Frozen):
-    """Who may scrape [metrics].listen, as Prometheus's web config has basic auth users."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]*$", max_length=64)
-    password_hash: str  # made by `sentinel hash-password`; {SHA} accepted
-
-    @field_validator("password_hash")
-    @classmethod
-    def _a_hash(cls, value: str) -> str:
-        return check_hash_format(value)
-
-
-class MetricsSection(Frozen):
+class MetricsSection(Listening):
     """A listener of its own that serves /metrics and nothing else (for a central
     Prometheus: it may listen on the network without exposing the control plane)."""
 
-    listen: str | None = None  # "0.0.0.0:9101"
-    users: list[MetricsUser] = []  # without users, anyone who reaches it may scrape
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            host, _, port = value.rpartition(":")
-            if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise ValueError(f'expected "HOST:PORT" like "0.0.0.0:9101", got {value!r}')
-        return value
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> MetricsSection:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
-        return self
+    listen: HostPort | None = None  # "0.0.0.0:9101"
+    # Who may scrape, as Prometheus's web config has basic auth users; without, anyone.
+    users: list[Credential] = []
 
     @property
     def host_port(self) -> tuple[str, int] | None:
-        if self.listen is None:
-            return None
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return None if self.listen is None else split_host_port(self.listen)
 
 
 NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]

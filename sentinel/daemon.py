@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from sentinel import __version__, limits, notify
+from sentinel import __version__, limits, notify, statefile
 from sentinel.api.app import create_app
 from sentinel.api.listeners import open_listeners
 from sentinel.api.serve import ControlServer
@@ -26,6 +26,7 @@ from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role, is_legacy
 from sentinel.bus import EventBus
 from sentinel.config import find_config, load
+from sentinel.environ import ChildEnvironment
 from sentinel.errors import ConfigError
 from sentinel.events import (
     BackoffStarted,
@@ -60,8 +61,15 @@ STATUS_EVERY = 1.0  # s: the service manager's STATUS= is updated at most this o
 class Daemon:
     """The running daemon; also the `Control` the API talks to."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_id: str | None = None,
+        lock: statefile.StateLock | None = None,
+    ) -> None:
         self.config = config
+        self.run_id = run_id or statefile.new_run_id()
+        self.lock = lock  # the state directory's, held until the process ends
         self.bus = EventBus()
         self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
         self._shutdown_requested = asyncio.Event()
@@ -72,7 +80,12 @@ class Daemon:
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
         )
-        self.supervisor = Supervisor(config, self.bus, self._reaper, health=self.probes.health)
+        self._environment = ChildEnvironment(
+            config.daemon_variables, {statefile.RUN_ID_ENV: self.run_id}
+        )
+        self.supervisor = Supervisor(
+            config, self.bus, self._reaper, health=self.probes.health, factory=self._driver
+        )
         self.processes = self.supervisor  # what the API commands and reads
         self._reload_lock = asyncio.Lock()
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
@@ -87,6 +100,21 @@ class Daemon:
         self.bus.subscribe(self.notifier.on_event)
         self._manager: ServiceManager | None = None  # systemd, when it runs sentinel
         self._status_pending = False
+
+    def _driver(self, spec: ProcessSpec) -> ProcessDriver:
+        return ProcessDriver(spec, self.bus, self._reaper, environment=self._environment)
+
+    def _record_entries(self) -> dict[str, statefile.Entry]:
+        """What runs, for the state directory's record."""
+        entries = {}
+        for name, driver in self.supervisor.drivers.items():
+            running = driver.running()
+            if running is not None:
+                settings = driver.spec.settings
+                entries[name] = statefile.Entry(
+                    *running, int(settings.stop_signal), settings.stop_timeout
+                )
+        return entries
 
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
@@ -129,6 +157,12 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         manager = self._manager = ServiceManager()
+        recorder = statefile.Recorder(
+            self.config.state_dir, self.run_id, self._record_entries, loop
+        )
+        record_changes = self.bus.subscribe(
+            lambda e: recorder.changed() if isinstance(e, StateChanged) else None
+        )
         server, audit_log = self._open_control_plane()
         await server.start()
         self._scheduler.start()
@@ -156,6 +190,8 @@ class Daemon:
             _kill_leftovers()
             self._reaper.reap()
             self._reaper.close()
+            record_changes()
+            recorder.close()
             with contextlib.suppress(FileNotFoundError):
                 self.config.socket_path.unlink()
             audit_log.close()
@@ -367,8 +403,13 @@ def run(config_path: str | None) -> int:
     limits.check_fits(config, limits.raise_soft_limit())
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    statefile.prepare(config.state_dir)
+    lock = statefile.StateLock.acquire(config.state_dir)  # AlreadyRunning: a second daemon
+    run_id = statefile.new_run_id()
+    # What a daemon that died left running is stopped before anything starts.
+    statefile.recover(config.state_dir, run_id)
 
     async def main() -> int:
-        return await Daemon(config).run()
+        return await Daemon(config, run_id, lock).run()
 
     return asyncio.run(main())

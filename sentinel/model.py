@@ -530,6 +530,9 @@ class Config:
     log_dir: Path
     state_dir: Path
     socket_path: Path
+    # Variables referenced as ${VAR} outside [programs.*]: sentinel's own, which children
+    # do not inherit (environ.py).
+    daemon_variables: frozenset[str] = frozenset()
 
     def process(self, name: str) -> ProcessSpec | None:
         return next((p for p in self.processes if p.name == name), None)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
+from sentinel.environ import ChildEnvironment
 from sentinel.events import StateChanged
 from sentinel.logs import LogCapture
 from sentinel.machine import (
@@ -47,6 +48,15 @@ from sentinel.machine import (
     TimerKind,
 )
 from sentinel.model import LogSpec, ProcessSpec
+from sentinel.pids import (
+    Pidfd,
+    Stat,
+    descends_from,
+    group_members,
+    signal_members,
+    start_time,
+    stat_of,
+)
 from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
 from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
@@ -72,10 +82,12 @@ class ProcessDriver:
         loop: asyncio.AbstractEventLoop | None = None,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
+        environment: ChildEnvironment | None = None,
     ) -> None:
         self.spec = spec
         self._bus = bus
         self._reaper = reaper
+        self._environment = environment or ChildEnvironment()
         self._loop = loop or asyncio.get_running_loop()
         self._wall_clock = wall_clock
         self._machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
@@ -118,9 +130,16 @@ class ProcessDriver:
     def send_signal(self, sig: signal.Signals) -> bool:
         """Send a user's signal to the running process's group (`sentinel signal`), alone.
         False when no main process runs."""
-        if self._machine.pid is None:
+        if self._machine.pid is None or self._run is None:
             return False
-        return _signal_group(self._machine.pid, sig, resume=False)
+        return self._run.signal_alone(sig)
+
+    def running(self) -> tuple[int, int, int] | None:
+        """(main pid, its start time, process group) while the main process is unreaped."""
+        run = self._run
+        if run is None or run.main is None or run.start is None:
+            return None
+        return run.main.pid, run.start, run.pgid
 
     def reconfigure(self, spec: ProcessSpec) -> None:
         """Take a new spec: now if nothing runs, else at the next spawn (a reload restart)."""
@@ -249,14 +268,10 @@ class ProcessDriver:
         settings = self.spec.settings
         try:
             account = lookup_user(settings.user) if settings.user else None
-            env = {
-                **os.environ,
-                **settings.environment,
-                PROCESS_ENV: self.name,
-                GROUP_ENV: self.spec.group,
-            }
+            own = {PROCESS_ENV: self.name, GROUP_ENV: self.spec.group}
             if account is not None:
-                env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+                own.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+            env = self._environment.build(settings.environment, own)
             stdout = self._stdout.write_fd if self._stdout else subprocess.DEVNULL
             if settings.redirect_stderr:
                 stderr: int = stdout
@@ -284,7 +299,8 @@ class ProcessDriver:
             self.feed(SpawnFailed(error))
             return
         self._popen = popen
-        self._run = _Run(self.name, popen.pid, self._reaper)
+        # Opened before anything can reap it: the pidfd names this child for good.
+        self._run = _Run(self.name, popen.pid, self._reaper, Pidfd.open(popen.pid))
         self._started_at = self._wall_clock()
         self._reaper.watch(popen.pid, self._exited)
         _reset_oom_score(popen.pid)
@@ -296,6 +312,8 @@ class ProcessDriver:
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
         run = self._run
+        if run is not None:
+            run.reaped()  # from now on its pid, and its group's number, may be anybody's
         leftovers = run is not None and run.alive()
         if leftovers and run is not None:
             log.info("%s: pid %d exited; stopping what it left behind", self.name, run.pgid)
@@ -331,25 +349,48 @@ def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
     return found
 
 
-class _Run:
-    """What one spawn put into the world: its process group (numbered after the main pid) and
-    the descendants that escaped it (setsid), found as they are re-parented to sentinel.
+_Signal = signal.Signals  # for the annotations of _Run, whose `signal` method hides the module
 
-    Once the group is seen empty, its number may be reused by an unrelated process group, so
-    it is never signalled again. Escaped descendants die as sentinel's children (it is their
-    subreaper), so a reaping pass is when to look whether everything has gone: no polling.
+
+class _Run:
+    """What one spawn put into the world: its main process (held by a pidfd until it is
+    reaped), its process group (numbered after the main pid) and the descendants that escaped
+    it (setsid), found as they are re-parented to sentinel.
+
+    Signals reach only what this spawn started. While the main process is unreaped its pid,
+    and so its group's number, cannot be anybody else's, and `killpg` is safe; once it is
+    reaped, each member of the group is checked (started after this spawn, and one of this
+    process's by its environment or its ancestry) and signalled alone through a pidfd, since
+    the number may lead a stranger's group by then. Escaped descendants die as sentinel's
+    children (it is their subreaper), so a reaping pass is when to look whether everything
+    has gone: no polling.
     """
 
-    def __init__(self, name: str, pgid: int, reaper: ChildReaper) -> None:
+    def __init__(
+        self,
+        name: str,
+        pgid: int,
+        reaper: ChildReaper,
+        main: Pidfd | None,
+        start: int | None = None,
+    ) -> None:
         self.name, self.pgid, self._reaper = name, pgid, reaper
+        self.main = main  # None once reaped
+        self.start = start if start is not None else start_time(pgid)  # the main's start time
         self._escaped: set[int] = set()
         self._signalled: set[int] = set()  # escaped descendants that had the stop signal
         self._group_empty = False
         self._unwatch: Callable[[], None] | None = None
 
+    def reaped(self) -> None:
+        """The main process has been reaped: its number is free for the kernel to reuse."""
+        if self.main is not None:
+            self.main.close()
+            self.main = None
+
     def alive(self) -> bool:
         """Whether anything of this run is left (finding descendants that escaped it)."""
-        if not self._group_empty and not _alive(self.pgid, group=True):
+        if not self._group_empty and not self._group_alive():
             self._group_empty = True
         self._find_escaped()
         return not self._group_empty or bool(self._escaped)
@@ -357,15 +398,21 @@ class _Run:
     def signal(self, sig: signal.Signals, *, group: bool) -> None:
         """`sig` (and SIGCONT) to the group if `group`, and once to each escaped descendant."""
         if group and not self._group_empty:
-            _signal_group(self.pgid, sig)
+            self._signal_group(sig, resume=True)
         self._find_escaped()
         for pid in self._escaped - self._signalled:
             _signal_pid(pid, sig)
         self._signalled |= self._escaped
 
+    def signal_alone(self, sig: _Signal) -> bool:
+        """A user's signal, to the main process and its group, without SIGCONT."""
+        if self.main is None:
+            return False
+        return self._signal_group(sig, resume=False)
+
     def kill(self) -> None:
         if not self._group_empty:
-            _signal_group(self.pgid, signal.SIGKILL)
+            self._signal_group(signal.SIGKILL, resume=False)
         self._find_escaped()
         for pid in self._escaped:
             _signal_pid(pid, signal.SIGKILL)
@@ -386,9 +433,46 @@ class _Run:
             self._unwatch()
             self._unwatch = None
 
+    def _signal_group(self, sig: _Signal, *, resume: bool) -> bool:
+        main = self.main
+        if main is not None:
+            # The unreaped main pins the group's number. A main that left its own group
+            # (setsid, setpgid) is signalled through its pidfd; in it, `killpg` reaches it.
+            stat = stat_of(main.pid)
+            sent = False
+            if stat is not None and stat.pgrp != self.pgid:
+                sent = main.send(sig)
+                if resume and sig not in (signal.SIGKILL, signal.SIGCONT):
+                    main.send(signal.SIGCONT)
+            return _signal_group(self.pgid, sig, resume) or sent
+        if not _alive(self.pgid, group=True):
+            return False
+        count = signal_members(self.pgid, sig, self._belongs)
+        if resume and sig not in (signal.SIGKILL, signal.SIGCONT):
+            signal_members(self.pgid, signal.SIGCONT, self._belongs)
+        return count > 0
+
+    def _group_alive(self) -> bool:
+        if not _alive(self.pgid, group=True):
+            return False  # nobody at all has that group: the cheap, common answer
+        if self.main is not None:
+            return True
+        return any(self._belongs(m) for m in group_members(self.pgid))
+
+    def _belongs(self, member: Stat) -> bool:
+        """Whether a member of the group (after the main process was reaped) is this run's,
+        not a stranger's that was given the group's number since."""
+        if self.start is not None and member.start < self.start:
+            return False
+        name = environment_of(member.pid).get(_ENV_KEY)
+        if name is not None:
+            return name == self.name.encode()
+        return descends_from(member, os.getpid())
+
     def _find_escaped(self) -> None:
-        self._escaped = {p for p in self._escaped if _alive(p)}
-        self._escaped.update(escapees(self._reaper.watched).get(self.name, ()))
+        # Only sentinel's unreaped children, read afresh: a pid kept from an earlier look may
+        # have been reaped and handed to somebody else since.
+        self._escaped = set(escapees(self._reaper.watched).get(self.name, ()))
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:

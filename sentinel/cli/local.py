@@ -17,8 +17,13 @@ from sentinel.cli.output import Style, table
 def run(args: argparse.Namespace) -> int:
     # Imported here: client commands start faster without the daemon's imports (uvicorn).
     from sentinel.daemon import run  # noqa: PLC0415
+    from sentinel.statefile import AlreadyRunning  # noqa: PLC0415
 
-    return run(args.config)
+    try:
+        return run(args.config)
+    except AlreadyRunning as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def check_config(args: argparse.Namespace) -> int:

@@ -77,11 +77,13 @@ class Daemon:
         self._reaper = ChildReaper()
         self._http_prober = HttpProber()
         self._scheduler = ProbeScheduler()
-        self.probes = ProbeRunner(
-            self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
-        )
+        # What children (programs and exec probes) inherit: never sentinel's own secrets.
         self._environment = ChildEnvironment(
             config.daemon_variables, {statefile.RUN_ID_ENV: self.run_id}
+        )
+        execs = ExecProber(self._reaper, environment=self._environment)
+        self.probes = ProbeRunner(
+            self.bus, self._scheduler, self._http_prober, execs, self._spec_of
         )
         self.supervisor = Supervisor(
             config, self.bus, self._reaper, health=self.probes.health, factory=self._driver
@@ -283,6 +285,7 @@ class Daemon:
                 ):
                     log.warning("[control] changed: it takes effect when sentinel restarts")
                 configure_logging(new.sentinel.log_level, new.sentinel.log_format)
+                self._environment.update(new.daemon_variables)
                 self.notifier.reconfigure(new.notify)
                 self.config = new
                 return await self.supervisor.reload(new)

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+from sentinel.environ import ChildEnvironment
 from sentinel.model import ExecCheck
 from sentinel.probes import ProbeResult
 from sentinel.reaper import ChildReaper
@@ -38,9 +39,15 @@ def argv_of(check: ExecCheck, timeout: float) -> list[str]:
 
 
 class ExecProber:
-    def __init__(self, reaper: ChildReaper, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        reaper: ChildReaper,
+        loop: asyncio.AbstractEventLoop | None = None,
+        environment: ChildEnvironment | None = None,
+    ) -> None:
         self._reaper = reaper
         self._loop = loop or asyncio.get_running_loop()
+        self._environment = environment or ChildEnvironment()
 
     async def probe(self, check: ExecCheck, timeout: float, env: Mapping[str, str]) -> ProbeResult:
         began = time.perf_counter()
@@ -54,7 +61,7 @@ class ExecProber:
                 stderr=subprocess.STDOUT,
                 close_fds=True,
                 process_group=0,
-                env={**os.environ, **env},
+                env=self._environment.build({}, env),
             )
         except OSError as exc:
             os.close(read_fd)

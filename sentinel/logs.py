@@ -47,16 +47,23 @@ class LogCapture:
         loop: asyncio.AbstractEventLoop | None = None,
         *,
         use_splice: bool = True,  # False: copy through Python (what tests use to cover it)
+        pipe: tuple[int, int] | None = None,  # (read, write): a pipe handed over by exec
     ) -> None:
         self._path = path
         self._max_bytes = max_bytes  # 0: never rotate
         self._backups = backups
         self._loop = loop
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
-        # Only our end is non-blocking: children expect a blocking stdout.
-        os.set_blocking(self._read_fd, False)
-        self._pipe_size = _grow_pipe(self._read_fd)
+        if pipe is None:
+            self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+            # Only our end is non-blocking: children expect a blocking stdout.
+            os.set_blocking(self._read_fd, False)
+            self._pipe_size = _grow_pipe(self._read_fd)
+        else:
+            self._read_fd, self._write_fd = pipe
+            for fd in pipe:
+                os.set_inheritable(fd, False)
+            self._pipe_size = fcntl.fcntl(self._read_fd, fcntl.F_GETPIPE_SZ)
         self._fd = _open_for_writing(path)
         # No O_APPEND (splice refuses it): we write at our own position, starting at the end
         # so that a daemon restart keeps what is there.
@@ -121,6 +128,18 @@ class LogCapture:
         finally:
             os.close(fd)
         return data, start + len(data)
+
+    def hand_over(self) -> tuple[int, int]:
+        """For a re-exec: store what the pipe holds, stop draining, and give up the pipe
+        (both ends, left open across exec) for the next daemon; the file is closed."""
+        if self._started and self._loop is not None:
+            self._loop.remove_reader(self._read_fd)
+        self._pump(self._pipe_size)
+        self._closed = True
+        os.close(self._fd)
+        for fd in (self._read_fd, self._write_fd):
+            os.set_inheritable(fd, True)
+        return self._read_fd, self._write_fd
 
     async def aclose(self) -> None:
         """Store what is left in the pipe, then release the pipe and the file. Idempotent."""

@@ -185,6 +185,52 @@ class ProcessMachine:
         self._actions: list[Action] = []
         self._may_enter: frozenset[ProcessState] = frozenset()
 
+    def export(self) -> dict[str, Any]:
+        """Everything the machine knows, as JSON-able data: what a re-executed daemon needs
+        to go on with this process (`restore`). Times are monotonic: the clock is the
+        system's, and goes on across an exec."""
+        pending: dict[str, Any] | None = None
+        if isinstance(self._pending, RestartRequest):
+            pending = {"reason": self._pending.reason.value, "detail": self._pending.detail}
+        elif isinstance(self._pending, _Crashed):
+            pending = {"origin": self._pending.origin.name, "code": self._pending.code}
+        return {
+            "state": self.state.name,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "attempt": self.attempt,
+            "failed_starts": self.failed_starts,
+            "last_exit_code": self.last_exit_code,
+            "spawned_at": self.spawned_at,
+            "running_since": self.running_since,
+            "backoff_delay": self.backoff_delay,
+            "backoff_until": self.backoff_until,
+            "flapping": self.flapping,
+            "restart_times": list(self._restart_times),
+            "detail": self.detail,
+            "pending": pending,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take over what `export` wrote (KeyError, ValueError if it is not that)."""
+        self.state = ProcessState[data["state"]]
+        self.pid = data["pid"]
+        self.restarts, self.attempt = int(data["restarts"]), int(data["attempt"])
+        self.failed_starts = int(data["failed_starts"])
+        self.last_exit_code = data["last_exit_code"]
+        self.spawned_at, self.running_since = data["spawned_at"], data["running_since"]
+        self.backoff_delay, self.backoff_until = data["backoff_delay"], data["backoff_until"]
+        self.flapping = bool(data["flapping"])
+        self._restart_times = deque(float(t) for t in data["restart_times"])
+        self.detail = str(data["detail"])
+        pending = data["pending"]
+        if pending is None:
+            self._pending = None
+        elif "reason" in pending:
+            self._pending = RestartRequest(RestartReason(pending["reason"]), pending["detail"])
+        else:
+            self._pending = _Crashed(ProcessState[pending["origin"]], int(pending["code"]))
+
     @property
     def draining(self) -> bool:
         """STOPPING because the main process exited on its own, not because it was asked to."""

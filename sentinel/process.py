@@ -18,9 +18,10 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import Any
 
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
@@ -83,7 +84,9 @@ class ProcessDriver:
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
         environment: ChildEnvironment | None = None,
+        adopt: Mapping[str, Any] | None = None,
     ) -> None:
+        """`adopt`: what `hand_over` gave before a re-exec: the process runs on, adopted."""
         self.spec = spec
         self._bus = bus
         self._reaper = reaper
@@ -102,7 +105,10 @@ class ProcessDriver:
         self._next_spec: ProcessSpec | None = None
         self._stdout: LogCapture | None = None
         self._stderr: LogCapture | None = None
-        self._open_logs()
+        if adopt is None:
+            self._open_logs()
+        else:
+            self._adopt(adopt)
 
     # --- the public surface -----------------------------------------------------------------
 
@@ -191,6 +197,57 @@ class ProcessDriver:
             detail=m.detail,
             stop_time=self._stopped_at,
         )
+
+    def hand_over(self) -> dict[str, Any]:
+        """For a re-exec (systemd's daemon-reexec): the machine's state, the timers' deadlines
+        (monotonic: the system's clock goes on across exec), what runs, and the log pipes,
+        left open for the next daemon. The process itself keeps running, as sentinel's child:
+        the pid stays the same across exec."""
+        run = self._run
+        data: dict[str, Any] = {
+            "machine": self._machine.export(),
+            "timers": {kind.value: timer.when() for kind, timer in self._timers.items()},
+            "run": None,
+            "started_at": self._started_at,
+            "stopped_at": self._stopped_at,
+            "stdout": list(self._stdout.hand_over()) if self._stdout else None,
+            "stderr": list(self._stderr.hand_over()) if self._stderr else None,
+        }
+        if run is not None:
+            data["run"] = {
+                "pgid": run.pgid,
+                "main": run.main.pid if run.main is not None else None,
+                "start": run.start,
+                "draining": run.watching,
+            }
+        return data
+
+    def _adopt(self, data: Mapping[str, Any]) -> None:
+        """Go on with a process a previous daemon (this pid, before exec) handed over."""
+        self._machine.restore(data["machine"])
+        self._started_at, self._stopped_at = data["started_at"], data["stopped_at"]
+        for stream, path, spec in (
+            ("stdout", self.spec.stdout_log, self.spec.settings.stdout),
+            ("stderr", self.spec.stderr_log, self.spec.settings.stderr),
+        ):
+            pipe = data[stream]
+            capture = _capture(path, spec, self._loop, (pipe[0], pipe[1]) if pipe else None)
+            if capture is None and pipe:  # the new config discards it: drain it nowhere
+                capture = LogCapture(Path(os.devnull), 0, 0, self._loop, pipe=(pipe[0], pipe[1]))
+                capture.start()
+            setattr(self, f"_{stream}", capture)
+        run = data["run"]
+        if run is not None:
+            # Still sentinel's unreaped child: its pid cannot have been reused.
+            main = Pidfd.open(run["main"], run["start"]) if run["main"] is not None else None
+            self._run = _Run(self.name, run["pgid"], self._reaper, main, run["start"])
+            if self._machine.pid is not None:
+                self._reaper.watch(self._machine.pid, self._exited)
+            elif run["draining"]:
+                self._run.watch(lambda: self.feed(GroupGone()))
+        for kind, when in data["timers"].items():
+            timer_kind = TimerKind(kind)
+            self._timers[timer_kind] = self._loop.call_at(when, self._timer_fired, timer_kind)
 
     async def aclose(self) -> None:
         """Release the log pipes; call once the process is stopped for good."""
@@ -428,6 +485,11 @@ class _Run:
         self.unwatch()
         self._unwatch = self._reaper.on_orphan_reaped(check)
 
+    @property
+    def watching(self) -> bool:
+        """Waiting for what the main process left behind to go."""
+        return self._unwatch is not None
+
     def unwatch(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
@@ -480,11 +542,14 @@ def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:
 
 
 def _capture(
-    path: Path | None, spec: LogSpec, loop: asyncio.AbstractEventLoop
+    path: Path | None,
+    spec: LogSpec,
+    loop: asyncio.AbstractEventLoop,
+    pipe: tuple[int, int] | None = None,
 ) -> LogCapture | None:
     if path is None:
         return None
-    capture = LogCapture(path, spec.max_bytes, spec.backups, loop)
+    capture = LogCapture(path, spec.max_bytes, spec.backups, loop, pipe=pipe)
     capture.start()
     return capture
 

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from sentinel.statefile import AlreadyRunning  # noqa: PLC0415
 
     try:
-        return run(args.config)
+        return run(args.config, args.adopt_fd)
     except AlreadyRunning as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return EXIT_USAGE

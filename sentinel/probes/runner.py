@@ -100,6 +100,11 @@ class ProbeRunner:
             self._failed.pop(event.process, None)
             self._spawned.pop(event.process, None)
 
+    def resume(self, name: str, pid: int) -> None:
+        """A RUNNING process adopted after a re-exec: its probes start again (their verdicts
+        start over, as after a restart of sentinel)."""
+        self._begin(name, pid)
+
     def health(self, name: str) -> HealthStatus:
         """What the probes of a process say: of its current run, or of the run that was
         restarted as unhealthy (so that why stays visible through its BACKOFF)."""

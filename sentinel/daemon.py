@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from sentinel import __version__, limits, notify, reexec, statefile
+from sentinel import __version__, limits, logpaths, notify, reexec, statefile
 from sentinel.api.app import create_app
 from sentinel.api.listeners import open_listeners
 from sentinel.api.serve import ControlServer
@@ -31,6 +31,7 @@ from sentinel.errors import ConfigError
 from sentinel.events import (
     BackoffStarted,
     ConfigReloaded,
+    DaemonWarning,
     Event,
     Fatal,
     Healthy,
@@ -77,6 +78,12 @@ class Daemon:
         self._adopted = frozenset(self._handover)
         self._reexec_requested = False
         self.bus = EventBus()
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
+        # First: what the drivers publish while they are made (a log file that cannot be
+        # opened) is logged and remembered too.
+        self.bus.subscribe(log_event)
+        self.bus.subscribe(ProbeLog())
+        self.bus.subscribe(self._remember)
         self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
         self._shutdown_requested = asyncio.Event()
         self.http_address: str | None = None  # [control].http as bound (port 0 -> the real port)
@@ -97,14 +104,10 @@ class Daemon:
         self.processes = self.supervisor  # what the API commands and reads
         self._release_unclaimed()
         self._reload_lock = asyncio.Lock()
-        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
         self.metrics = SentinelCollector(self.supervisor.snapshots, self._escapees_finder)
         if adopted is not None:
             self.metrics.restore(adopted["metrics"])
-        self.bus.subscribe(log_event)
-        self.bus.subscribe(ProbeLog())
-        self.bus.subscribe(self._remember)
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
@@ -360,6 +363,7 @@ class Daemon:
         new = load(self.config.path)
         notify.check(new)
         limits.check_fits(new)
+        logpaths.check(new)
         return new
 
     async def reload(self) -> ConfigReloaded:
@@ -483,6 +487,8 @@ def log_event(event: Event) -> None:
         log.warning("%s: unhealthy, %s", event.process, event.detail, extra=fields)
     elif isinstance(event, Healthy):
         log.info("%s: healthy (%s)", event.process, event.detail, extra=fields)
+    elif isinstance(event, DaemonWarning):
+        log.warning("%s: %s", event.process or "sentinel", event.detail, extra=fields)
     elif isinstance(event, Fatal):
         log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
     elif isinstance(event, ConfigReloaded) and event.ok:
@@ -501,9 +507,9 @@ def run(config_path: str | None, adopt_fd: int | None = None) -> int:
     config = load(find_config(config_path))
     notify.check(config)
     limits.check_fits(config, limits.raise_soft_limit())
+    logpaths.check(config)
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    statefile.prepare(config.state_dir)
+    statefile.prepare(config.state_dir, str(config.path))
     if handover is not None:
         # The same daemon, re-executed: it holds the lock already, and what runs is its own.
         run_id = str(handover["run_id"])

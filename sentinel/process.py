@@ -26,7 +26,7 @@ from typing import Any
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
 from sentinel.environ import ChildEnvironment
-from sentinel.events import StateChanged
+from sentinel.events import DaemonWarning, StateChanged
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
@@ -231,7 +231,8 @@ class ProcessDriver:
             ("stderr", self.spec.stderr_log, self.spec.settings.stderr),
         ):
             pipe = data[stream]
-            capture = _capture(path, spec, self._loop, (pipe[0], pipe[1]) if pipe else None)
+            pair = (pipe[0], pipe[1]) if pipe else None
+            capture = _capture(path, spec, self._loop, pair, warn=self._warn)
             if capture is None and pipe:  # the new config discards it: drain it nowhere
                 capture = LogCapture(Path(os.devnull), 0, 0, self._loop, pipe=(pipe[0], pipe[1]))
                 capture.start()
@@ -322,6 +323,9 @@ class ProcessDriver:
             self._apply_spec(self._next_spec)
         if self._run is not None:
             self._run.unwatch()
+        for capture in (self._stdout, self._stderr):
+            if capture is not None:
+                capture.check()  # a log directory removed, or back: at the latest now
         settings = self.spec.settings
         try:
             account = lookup_user(settings.user) if settings.user else None
@@ -389,8 +393,12 @@ class ProcessDriver:
             self._open_logs()
 
     def _open_logs(self) -> None:
-        self._stdout = _capture(self.spec.stdout_log, self.spec.settings.stdout, self._loop)
-        self._stderr = _capture(self.spec.stderr_log, self.spec.settings.stderr, self._loop)
+        settings, warn = self.spec.settings, self._warn
+        self._stdout = _capture(self.spec.stdout_log, settings.stdout, self._loop, warn=warn)
+        self._stderr = _capture(self.spec.stderr_log, settings.stderr, self._loop, warn=warn)
+
+    def _warn(self, detail: str) -> None:
+        self._bus.publish(DaemonWarning(process=self.name, detail=detail))
 
 
 def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
@@ -546,10 +554,12 @@ def _capture(
     spec: LogSpec,
     loop: asyncio.AbstractEventLoop,
     pipe: tuple[int, int] | None = None,
+    *,
+    warn: Callable[[str], object] | None = None,
 ) -> LogCapture | None:
     if path is None:
         return None
-    capture = LogCapture(path, spec.max_bytes, spec.backups, loop, pipe=pipe)
+    capture = LogCapture(path, spec.max_bytes, spec.backups, loop, pipe=pipe, warn=warn)
     capture.start()
     return capture
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentinel.errors import SentinelError
+from sentinel.errors import ConfigError, SentinelError
 from sentinel.pids import (
     Pidfd,
     all_pids,
@@ -55,9 +55,15 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
-def prepare(state_dir: Path) -> None:
-    """Create the state directory, private to sentinel's user."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+def prepare(state_dir: Path, config_file: str) -> None:
+    """Create the state directory, private to sentinel's user (ConfigError if it cannot)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY))
+    except OSError as exc:
+        raise ConfigError.single(
+            config_file, "sentinel.state_dir", f"{state_dir}: {exc.strerror or exc}"
+        ) from None
 
 
 class StateLock:

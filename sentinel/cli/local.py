@@ -27,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from sentinel import notify  # noqa: PLC0415 (apprise is slow to import; only this needs it)
+    # apprise is slow to import; only this needs it
+    from sentinel import logpaths, notify  # noqa: PLC0415
     from sentinel.config import find_config, load  # noqa: PLC0415
 
     config = load(find_config(args.config))
     notify.check(config)
+    logpaths.check(config)
     print(f"{config.path}: ok, {len(config.processes)} processes")
     rows = [
         (spec.name, spec.group, str(spec.priority), str(spec.settings.autostart).lower(),

@@ -40,6 +40,7 @@ from sentinel.events import (
     StateChanged,
     Unhealthy,
 )
+from sentinel.exhaustion import Exhaustion
 from sentinel.logsetup import configure_logging
 from sentinel.metrics import SentinelCollector
 from sentinel.model import Config, ProcessSpec
@@ -94,7 +95,8 @@ class Daemon:
         self._environment = ChildEnvironment(
             config.daemon_variables, {statefile.RUN_ID_ENV: self.run_id}
         )
-        execs = ExecProber(self._reaper, environment=self._environment)
+        self._exhaustion = Exhaustion(self.bus.publish)
+        execs = ExecProber(self._reaper, environment=self._environment, exhaustion=self._exhaustion)
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, execs, self._spec_of
         )
@@ -118,7 +120,12 @@ class Daemon:
     def _driver(self, spec: ProcessSpec) -> ProcessDriver:
         adopt = self._handover.pop(spec.name, None)
         return ProcessDriver(
-            spec, self.bus, self._reaper, environment=self._environment, adopt=adopt
+            spec,
+            self.bus,
+            self._reaper,
+            environment=self._environment,
+            adopt=adopt,
+            exhaustion=self._exhaustion,
         )
 
     def _release_unclaimed(self) -> None:

@@ -39,6 +39,10 @@ S = ProcessState
 # A process whose leftovers outlive SIGKILL (stuck in the kernel) is given up on this long
 # after the SIGKILL, so that it is not STOPPING for ever.
 KILL_GRACE = 5.0
+# The least time between two spawns of a process: systemd's default RestartSec. Without it,
+# `backoff.initial = "0s"` and a program that dies at once was a fork loop: 1024 restarts a
+# second, a CPU burnt and the log flooded.
+MIN_SPAWN_INTERVAL = 0.1
 
 # --- inputs ---------------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@ class Spawned:
 @dataclass(frozen=True)
 class SpawnFailed:
     error: str  # e.g. "No such file or directory: 'gunicorn'"
+    transient: bool = False  # sentinel ran out of descriptors or memory: not a failed start
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,10 @@ class ProcessMachine:
         `ran`: the process had reached RUNNING (a crash or a hang, not a failed start)."""
         self.attempt += 1
         delay = backoff_delay(self.settings.backoff, self.attempt, self._rng(), ran=ran)
+        if self.spawned_at is not None:
+            # A floor on the restart rate, whatever the backoff says (initial = "0s"): a
+            # process that dies at once is spawned at most every MIN_SPAWN_INTERVAL.
+            delay = max(delay, self.spawned_at + MIN_SPAWN_INTERVAL - now)
         if delay <= 0:
             self._spawn(now, restart, exit_code)
             return
@@ -439,6 +448,11 @@ class ProcessMachine:
 
     def _spawn_failed(self, event: SpawnFailed, now: float) -> None:
         self.detail = f"spawn error: {event.error}"
+        if event.transient:
+            # STARTING -> BACKOFF: retried, never FATAL for sentinel's own shortage
+            request = RestartRequest(RestartReason.EXITED, self.detail)
+            self._retry(now, request, None, ran=False)
+            return
         self._failed_start(now, None)
 
     def _exited(self, event: Exited, now: float) -> None:

@@ -27,6 +27,7 @@ from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
 from sentinel.environ import ChildEnvironment
 from sentinel.events import DaemonWarning, StateChanged
+from sentinel.exhaustion import Exhaustion, is_exhaustion
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
@@ -85,12 +86,14 @@ class ProcessDriver:
         wall_clock: Callable[[], float] = time.time,
         environment: ChildEnvironment | None = None,
         adopt: Mapping[str, Any] | None = None,
+        exhaustion: Exhaustion | None = None,
     ) -> None:
         """`adopt`: what `hand_over` gave before a re-exec: the process runs on, adopted."""
         self.spec = spec
         self._bus = bus
         self._reaper = reaper
         self._environment = environment or ChildEnvironment()
+        self._exhaustion = exhaustion
         self._loop = loop or asyncio.get_running_loop()
         self._wall_clock = wall_clock
         self._machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
@@ -356,6 +359,12 @@ class ProcessDriver:
             error = (
                 f"{exc.strerror}: {settings.command[0]!r}" if isinstance(exc, OSError) else str(exc)
             )
+            if is_exhaustion(exc) and self._exhaustion is not None:
+                # Not the program's fault: told once a minute, and not a failed start.
+                assert isinstance(exc, OSError)
+                self._exhaustion.report(f"cannot spawn {self.name}", exc, self.name)
+                self.feed(SpawnFailed(error, transient=True))
+                return
             log.warning("%s: cannot spawn %s", self.name, error)
             self.feed(SpawnFailed(error))
             return

@@ -72,6 +72,20 @@ class ExecProber:
                     os.kill(pid, signal.SIGKILL)
 
     async def probe(self, check: ExecCheck, timeout: float, env: Mapping[str, str]) -> ProbeResult:
+        try:
+            return await self._probe(check, timeout, env)
+        except OSError as exc:
+            # Out of descriptors or memory anywhere in the probe (its pipe, its spawn, the
+            # look in /proc for what it left): a failed probe and one warning a minute.
+            if not is_exhaustion(exc):
+                raise
+            if self._exhaustion is not None:
+                self._exhaustion.report("an exec probe cannot run", exc)
+            return ProbeResult(
+                False, 0.0, f"cannot run {check.command or check.check!r}: {exc.strerror}"
+            )
+
+    async def _probe(self, check: ExecCheck, timeout: float, env: Mapping[str, str]) -> ProbeResult:
         began = time.perf_counter()
         argv = argv_of(check, timeout)
         token = str(next(self._tokens)).encode()

@@ -7,9 +7,11 @@ client needs: the `[control]` socket of the main file, read alone.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,19 +61,62 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     path = Path(path).absolute()
     env = os.environ if environ is None else environ
     problems: list[ConfigProblem] = []
-    document = _read(path, env, problems)
+    refs: dict[str, set[str]] = {}  # key path -> the variables expanded there
+    document = _read(path, env, problems, refs)
     if document is None:
         raise ConfigError(problems)
-    origin: dict[str, Path] = dict.fromkeys(document.get("programs", {}), path)
+    programs = document.get("programs", {})
+    origin: dict[str, Path] = dict.fromkeys(programs if isinstance(programs, dict) else (), path)
     for included in _included_files(path, document.get("include"), problems):
-        _merge_include(document, included, _read(included, env, problems), origin, problems)
+        _merge_include(document, included, _read(included, env, problems, refs), origin, problems)
+    secrets = _Secrets(refs, env)
+    parsed: ConfigFile | None = None
     try:
         parsed = ConfigFile.model_validate(_as_first_instances(document))
     except ValidationError as exc:
-        problems.extend(_problems_from(exc, path, origin))
-    if problems:
+        problems.extend(_problems_from(exc, path, origin, secrets))
+    except RecursionError:
+        problems.append(ConfigProblem(str(path), "", "values are nested too deeply"))
+    if problems or parsed is None:
         raise ConfigError(problems)
-    return _resolve(path, parsed, document.get("programs", {}), origin)
+    config = _resolve(path, parsed, document.get("programs", {}), origin, secrets)
+    daemon = {n for key, names in refs.items() if not key.startswith("programs") for n in names}
+    return dataclasses.replace(config, daemon_variables=frozenset(daemon))
+
+
+class _Secrets:
+    """What ${VAR} put where, so that an error about a value taken from the environment says
+    which key is wrong without saying what the value is (it may be a password)."""
+
+    def __init__(self, refs: Mapping[str, set[str]], env: Mapping[str, str]) -> None:
+        self._refs, self._env = refs, env
+
+    def under(self, key: str) -> list[str]:
+        """The values of the variables expanded at `key`, inside it, or around it."""
+        found = []
+        for where, names in self._refs.items():
+            if _related(where, key):
+                found += [self._env[n] for n in names if self._env.get(n)]
+        return found
+
+    def scrub(self, key: str, message: str, value: object) -> tuple[str, bool]:
+        """The message without the values; True if any variable was expanded there."""
+        values = self.under(key)
+        if not values and not any(_related(where, key) for where in self._refs):
+            return message, False
+        for text in sorted({repr(value), str(value), *values}, key=len, reverse=True):
+            if len(text) > 1:
+                message = message.replace(text, "(a value from the environment)")
+        return message, True
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether key path `a` is `b`, inside it, or around it."""
+    if not a or not b or a == b:
+        return a == b or not a or not b
+    return any(
+        x.startswith(y) and x[len(y)] in ".[" for x, y in ((a, b), (b, a)) if len(x) > len(y)
+    )
 
 
 def control_socket(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Path:
@@ -130,32 +175,84 @@ def process_name(program_name: str, raw: Any, program: Program, instance: int) -
     return program_name if program.instances == 1 else f"{program_name}_{instance}"
 
 
+MAX_FILE_SIZE = 10 << 20  # a config file is text; a bigger one is a mistake
+
+
 def _read(
-    path: Path, env: Mapping[str, str], problems: list[ConfigProblem]
+    path: Path,
+    env: Mapping[str, str],
+    problems: list[ConfigProblem],
+    refs: dict[str, set[str]] | None = None,
 ) -> dict[str, Any] | None:
     try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
+        raw = read_text_file(path)
+        document = tomllib.loads(raw)
     except OSError as exc:
-        problems.append(ConfigProblem(str(path), "", f"cannot read: {exc.strerror}"))
+        problems.append(ConfigProblem(str(path), "", f"cannot read: {exc.strerror or exc}"))
         return None
     except tomllib.TOMLDecodeError as exc:
         problems.append(ConfigProblem(str(path), "", f"invalid TOML: {exc}"))
         return None
-    expanded: dict[str, Any] = _expand(raw, env, str(path), "", problems)
+    except ValueError as exc:  # not a regular file, not UTF-8, too big
+        problems.append(ConfigProblem(str(path), "", str(exc)))
+        return None
+    except RecursionError:
+        problems.append(ConfigProblem(str(path), "", "invalid TOML: nested too deeply"))
+        return None
+    try:
+        expanded: dict[str, Any] = _expand(document, env, str(path), "", problems, refs=refs)
+    except RecursionError:
+        problems.append(ConfigProblem(str(path), "", "values are nested too deeply"))
+        return None
     return expanded
 
 
+def read_text_file(path: Path) -> str:
+    """A config file's text: a regular file (a FIFO or a device would block or never end),
+    of a sane size, in UTF-8. ValueError (with what is wrong, in words) or OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_FILE_SIZE:
+            raise ValueError(f"larger than {MAX_FILE_SIZE >> 20} MiB: not a config file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} (TOML is UTF-8)"
+        ) from None
+    return text
+
+
 def _expand(
-    value: Any, env: Mapping[str, str], file: str, key: str, problems: list[ConfigProblem]
+    value: Any,
+    env: Mapping[str, str],
+    file: str,
+    key: str,
+    problems: list[ConfigProblem],
+    *,
+    refs: dict[str, set[str]] | None = None,
 ) -> Any:
-    """Expand ${VAR} and ${VAR:-default} in every string; $$ is a literal $."""
+    """Expand ${VAR} and ${VAR:-default} in every string; $$ is a literal $. `refs` gets,
+    per key path, the variables expanded there."""
     if isinstance(value, dict):
         return {
-            k: _expand(v, env, file, f"{key}.{k}" if key else k, problems) for k, v in value.items()
+            k: _expand(v, env, file, f"{key}.{k}" if key else k, problems, refs=refs)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_expand(v, env, file, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+        return [
+            _expand(v, env, file, f"{key}[{i}]", problems, refs=refs) for i, v in enumerate(value)
+        ]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -163,6 +260,8 @@ def _expand(
         if match[1]:
             return "$"
         name, default = match[2], match[3]
+        if refs is not None:
+            refs.setdefault(key, set()).add(name)
         if name in env:
             return env[name]
         if default is not None:
@@ -217,7 +316,12 @@ def _merge_include(
                 )
             )
     programs = document.setdefault("programs", {})
-    for name, body in included.get("programs", {}).items():
+    adding = included.get("programs", {})
+    if not isinstance(programs, dict) or not isinstance(adding, dict):
+        if not isinstance(adding, dict):
+            problems.append(ConfigProblem(str(path), "programs", "expected a table"))
+        return  # a main file whose programs is no table: validation says so
+    for name, body in adding.items():
         if name in programs:
             problems.append(
                 ConfigProblem(str(path), f"programs.{name}", f"already defined in {origin[name]}")
@@ -228,13 +332,14 @@ def _merge_include(
 
 
 def _problems_from(
-    exc: ValidationError, main: Path, origin: dict[str, Path]
+    exc: ValidationError, main: Path, origin: dict[str, Path], secrets: _Secrets
 ) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"] if part != "[key]"]
         file = origin.get(loc[1], main) if len(loc) > 1 and loc[0] == "programs" else main
-        problems.append(ConfigProblem(str(file), _key_path(loc), _describe(error)))
+        key = _key_path(loc)
+        problems.append(ConfigProblem(str(file), key, _describe(error, secrets, key)))
     return problems
 
 
@@ -245,21 +350,37 @@ def _key_path(loc: list[str]) -> str:
     return path
 
 
-def _describe(error: Any) -> str:
+MAX_SHOWN = 60  # characters of a wrong value an error shows
+
+
+def _describe(error: Any, secrets: _Secrets, key: str) -> str:
+    """What was expected, and what was given, unless it came from the environment (it may be
+    a password: the key is named, the value never shown)."""
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
+    message, secret = secrets.scrub(key, message, error.get("input"))
     if kind == "value_error":
         return message
     message = message[0].lower() + message[1:]
-    return f"expected {message.removeprefix('input should be ')}, got {error['input']!r}"
+    expected = f"expected {message.removeprefix('input should be ')}"
+    if secret:
+        return f"{expected}, got a value from the environment (not shown)"
+    shown = repr(error.get("input"))
+    if len(shown) > MAX_SHOWN:
+        shown = f"{shown[:MAX_SHOWN]}... ({len(shown)} characters)"
+    return f"{expected}, got {shown}"
 
 
 def _resolve(
-    path: Path, parsed: ConfigFile, raw_programs: dict[str, Any], origin: dict[str, Path]
+    path: Path,
+    parsed: ConfigFile,
+    raw_programs: dict[str, Any],
+    origin: dict[str, Path],
+    secrets: _Secrets,
 ) -> Config:
     base = path.parent
     log_dir = base / parsed.sentinel.log_dir
@@ -280,8 +401,9 @@ def _resolve(
                 file = str(origin.get(program_name, path))
                 for error in exc.errors():
                     loc = ["programs", program_name, *(str(part) for part in error["loc"])]
-                    message = f"{_describe(error)} (instance {instance})"
-                    problems.append(ConfigProblem(file, _key_path(loc), message))
+                    key = _key_path(loc)
+                    message = f"{_describe(error, secrets, key)} (instance {instance})"
+                    problems.append(ConfigProblem(file, key, message))
                 break
             if settings.user is not None and settings.user not in users:
                 try:

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from sentinel import __version__, limits, notify
+from sentinel import __version__, limits, logpaths, notify, reexec, statefile
 from sentinel.api.app import create_app, create_metrics_app
 from sentinel.api.listeners import open_listeners, open_metrics_listener
 from sentinel.api.serve import ControlServer
@@ -26,10 +26,12 @@ from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role, is_legacy
 from sentinel.bus import EventBus
 from sentinel.config import find_config, load
+from sentinel.environ import ChildEnvironment
 from sentinel.errors import ConfigError
 from sentinel.events import (
     BackoffStarted,
     ConfigReloaded,
+    DaemonWarning,
     Event,
     Fatal,
     Healthy,
@@ -38,10 +40,12 @@ from sentinel.events import (
     StateChanged,
     Unhealthy,
 )
+from sentinel.exhaustion import Exhaustion
 from sentinel.logsetup import configure_logging
 from sentinel.metrics import SentinelCollector
 from sentinel.model import Config, ProcessSpec
 from sentinel.notify import Notifier, ProcessContext
+from sentinel.pids import Pidfd
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.runner import ProbeRunner
@@ -60,9 +64,27 @@ STATUS_EVERY = 1.0  # s: the service manager's STATUS= is updated at most this o
 class Daemon:
     """The running daemon; also the `Control` the API talks to."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_id: str | None = None,
+        lock: statefile.StateLock | None = None,
+        adopted: dict[str, Any] | None = None,
+    ) -> None:
+        """`adopted`: the hand-over of the daemon this one was exec'd from (reexec.py)."""
         self.config = config
+        self.run_id = run_id or statefile.new_run_id()
+        self.lock = lock  # the state directory's, held until the process ends
+        self._handover: dict[str, Any] = dict((adopted or {}).get("processes", {}))
+        self._adopted = frozenset(self._handover)
+        self._reexec_requested = False
         self.bus = EventBus()
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
+        # First: what the drivers publish while they are made (a log file that cannot be
+        # opened) is logged and remembered too.
+        self.bus.subscribe(log_event)
+        self.bus.subscribe(ProbeLog())
+        self.bus.subscribe(self._remember)
         self.closing = asyncio.Event()  # set once everything is stopped: ends the API's streams
         self._shutdown_requested = asyncio.Event()
         self.http_address: str | None = None  # [control].http as bound (port 0 -> the real port)
@@ -70,18 +92,25 @@ class Daemon:
         self._reaper = ChildReaper()
         self._http_prober = HttpProber()
         self._scheduler = ProbeScheduler()
-        self.probes = ProbeRunner(
-            self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
+        # What children (programs and exec probes) inherit: never sentinel's own secrets.
+        self._environment = ChildEnvironment(
+            config.daemon_variables, {statefile.RUN_ID_ENV: self.run_id}
         )
-        self.supervisor = Supervisor(config, self.bus, self._reaper, health=self.probes.health)
+        self._exhaustion = Exhaustion(self.bus.publish)
+        execs = ExecProber(self._reaper, environment=self._environment, exhaustion=self._exhaustion)
+        self.probes = ProbeRunner(
+            self.bus, self._scheduler, self._http_prober, execs, self._spec_of
+        )
+        self.supervisor = Supervisor(
+            config, self.bus, self._reaper, health=self.probes.health, factory=self._driver
+        )
         self.processes = self.supervisor  # what the API commands and reads
+        self._release_unclaimed()
         self._reload_lock = asyncio.Lock()
-        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
         self.notifier = Notifier(config.notify, self._notify_context, self.bus.publish)
         self.metrics = SentinelCollector(self.supervisor.snapshots, self._escapees_finder)
-        self.bus.subscribe(log_event)
-        self.bus.subscribe(ProbeLog())
-        self.bus.subscribe(self._remember)
+        if adopted is not None:
+            self.metrics.restore(adopted["metrics"])
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
@@ -90,6 +119,47 @@ class Daemon:
         self._status_pending = False
         self.exit_code = 0  # what `sentinel run` exits with: non-zero when an essential died
         self.bus.subscribe(self._essential_ended)
+
+    def _driver(self, spec: ProcessSpec) -> ProcessDriver:
+        adopt = self._handover.pop(spec.name, None)
+        return ProcessDriver(
+            spec,
+            self.bus,
+            self._reaper,
+            environment=self._environment,
+            adopt=adopt,
+            exhaustion=self._exhaustion,
+        )
+
+    def _release_unclaimed(self) -> None:
+        """Processes handed over that the config no longer has: killed, and reaped as
+        orphans. Their pipes are closed."""
+        for name, data in self._handover.items():
+            run = data.get("run")
+            if run is not None and run.get("main") is not None:
+                pidfd = Pidfd.open(run["main"], run["start"])
+                if pidfd is not None:
+                    log.warning("%s: no longer configured: killing pid %d", name, pidfd.pid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(run["pgid"], signal.SIGKILL)  # unreaped: the number is ours
+                    pidfd.close()
+            for stream in ("stdout", "stderr"):
+                for fd in data.get(stream) or ():
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        self._handover.clear()
+
+    def _record_entries(self) -> dict[str, statefile.Entry]:
+        """What runs, for the state directory's record."""
+        entries = {}
+        for name, driver in self.supervisor.drivers.items():
+            running = driver.running()
+            if running is not None:
+                settings = driver.spec.settings
+                entries[name] = statefile.Entry(
+                    *running, int(settings.stop_signal), settings.stop_timeout
+                )
+        return entries
 
     def _spec_of(self, name: str) -> ProcessSpec | None:
         driver = self.supervisor.drivers.get(name)
@@ -164,22 +234,37 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        loop.add_signal_handler(signal.SIGUSR2, self._reexec_on_signal)
         manager = self._manager = ServiceManager()
+        recorder = statefile.Recorder(
+            self.config.state_dir, self.run_id, self._record_entries, loop
+        )
+        recorder.write()  # the run id, before anything is spawned: a crash finds its children
+        record_changes = self.bus.subscribe(
+            lambda e: recorder.changed() if isinstance(e, StateChanged) else None
+        )
         server, audit_log = self._open_control_plane()
         await server.start()
         self._scheduler.start()
         self.notifier.start()
         status = self.bus.subscribe(self._status_changed)
         try:
-            await self.supervisor.start_autostart()
+            if self._adopted:
+                self._resume_adopted()
+            else:
+                await self.supervisor.start_autostart()
             manager.ready(self._status_line())
             # What start-up built (modules, config models, drivers) lives as long as the
             # daemon: out of the collector's sight, a full collection no longer walks it.
             gc.freeze()
             await self._shutdown_requested.wait()
-            log.info("shutting down: stopping all processes")
-            manager.stopping()
-            await self.supervisor.stop_all()
+            if self._reexec_requested:
+                log.info("re-executing sentinel: every program keeps running")
+                manager.reloading()
+            else:
+                log.info("shutting down: stopping all processes")
+                manager.stopping()
+                await self.supervisor.stop_all()
         finally:
             status()
             await self.notifier.aclose()
@@ -187,18 +272,81 @@ class Daemon:
             await self._http_prober.aclose()
             self.closing.set()
             await server.stop()
-            for driver in self.supervisor.drivers.values():
-                await driver.aclose()
-            self.supervisor.outputs.close()  # what programs wrote to sentinel's stdout, written
-            _kill_leftovers()
-            self._reaper.reap()
-            self._reaper.close()
-            with contextlib.suppress(FileNotFoundError):
-                self.config.socket_path.unlink()
-            audit_log.close()
+            if self._reexec_requested:
+                recorder.write()  # what runs now: a crash across the exec still finds it
+                self._exec(audit_log)
+            record_changes()
+            await self._release(recorder, audit_log)
             manager.close()
         log.info("sentinel stopped" + (f", exit {self.exit_code}" if self.exit_code else ""))
         return self.exit_code
+
+    async def _release(self, recorder: statefile.Recorder, audit_log: AuditLog) -> None:
+        """The last of a stop: pipes, leftovers, children, the state record, the socket."""
+        for driver in self.supervisor.drivers.values():
+            await driver.aclose()
+        self.supervisor.outputs.close()  # what programs wrote to sentinel's stdout, written
+        _kill_leftovers()
+        self._reaper.reap()
+        self._reaper.close()
+        recorder.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.socket_path.unlink()
+        audit_log.close()
+
+    def _resume_adopted(self) -> None:
+        """After a re-exec: probes start again for what runs; autostart programs that were not
+        handed over (added to the config since) start."""
+        for name, driver in self.supervisor.drivers.items():
+            if driver.state is ProcessState.RUNNING and driver.pid is not None:
+                self.probes.resume(name, driver.pid)
+        new = [n for n, d in self.supervisor.drivers.items() if n not in self._adopted]
+        for name in new:
+            if self.supervisor.drivers[name].spec.settings.autostart:
+                self.supervisor.drivers[name].start()
+        log.info(
+            "re-executed: adopted %d processes%s",
+            len(self._adopted),
+            f", started {len(new)} new ones" if new else "",
+        )
+
+    async def reexec(self) -> None:
+        """Re-execute sentinel in place (an upgrade), keeping every program running. The
+        config is read first: a config that a reload would refuse is refused here too
+        (ConfigError), and nothing happens."""
+        async with self._reload_lock:
+            if self.shutting_down:
+                raise ConfigError.single(str(self.config.path), "", "sentinel is shutting down")
+            self.read_config()
+            self._reexec_requested = True
+            self._shutdown_requested.set()
+
+    def _reexec_on_signal(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reexec())
+
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("re-exec refused: %s", t.exception())
+
+        task.add_done_callback(done)
+
+    def _exec(self, audit_log: AuditLog) -> None:
+        """Hand everything over and exec the installed sentinel under this pid."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "lock_fd": self.lock.fd if self.lock is not None else None,
+            "processes": {n: d.hand_over() for n, d in self.supervisor.drivers.items()},
+            "metrics": self.metrics.export(),
+        }
+        if self.lock is not None:
+            os.set_inheritable(self.lock.fd, True)
+        self._reaper.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.socket_path.unlink()
+        audit_log.close()
+        if self._manager is not None:
+            self._manager.close()
+        reexec.exec_daemon(self.config.path, reexec.write_handover(data))
 
     def _open_control_plane(self) -> tuple[ControlServer, AuditLog]:
         """The listeners, bound, each behind its guard; and the audit log they write."""
@@ -277,6 +425,7 @@ class Daemon:
         new = load(self.config.path)
         notify.check(new)
         limits.check_fits(new)
+        logpaths.check(new)
         return new
 
     async def reload(self) -> ConfigReloaded:
@@ -297,6 +446,7 @@ class Daemon:
                 ):
                     log.warning("[control] changed: it takes effect when sentinel restarts")
                 configure_logging(new.sentinel.log_level, new.sentinel.log_format)
+                self._environment.update(new.daemon_variables)
                 self.notifier.reconfigure(new.notify)
                 self.config = new
                 return await self.supervisor.reload(new)
@@ -407,6 +557,8 @@ def log_event(event: Event) -> None:
         log.warning("%s: unhealthy, %s", event.process, event.detail, extra=fields)
     elif isinstance(event, Healthy):
         log.info("%s: healthy (%s)", event.process, event.detail, extra=fields)
+    elif isinstance(event, DaemonWarning):
+        log.warning("%s: %s", event.process or "sentinel", event.detail, extra=fields)
     elif isinstance(event, Fatal):
         log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
     elif isinstance(event, ConfigReloaded) and event.ok:
@@ -419,14 +571,29 @@ def log_event(event: Event) -> None:
         )
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, adopt_fd: int | None = None) -> int:
+    """`sentinel run`; with `adopt_fd`, the daemon after a re-exec (reexec.py)."""
+    handover = reexec.read_handover(adopt_fd) if adopt_fd is not None else None
     config = load(find_config(config_path))
     notify.check(config)
     limits.check_fits(config, limits.raise_soft_limit())
+    logpaths.check(config)
     configure_logging(config.sentinel.log_level, config.sentinel.log_format)
-    config.log_dir.mkdir(parents=True, exist_ok=True)
+    statefile.prepare(config.state_dir, str(config.path))
+    if handover is not None:
+        # The same daemon, re-executed: it holds the lock already, and what runs is its own.
+        run_id = str(handover["run_id"])
+        lock_fd = handover["lock_fd"]
+        lock = statefile.StateLock(lock_fd) if lock_fd is not None else None
+        if lock is not None:
+            os.set_inheritable(lock.fd, False)
+    else:
+        lock = statefile.StateLock.acquire(config.state_dir)  # AlreadyRunning: a second daemon
+        run_id = statefile.new_run_id()
+        # What a daemon that died left running is stopped before anything starts.
+        statefile.recover(config.state_dir, run_id)
 
     async def main() -> int:
-        return await Daemon(config).run()
+        return await Daemon(config, run_id, lock, handover).run()
 
     return asyncio.run(main())

@@ -26,7 +26,16 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.key}" if self.key else self.file
-        return f"{where}: {self.message}"
+        # One line, whatever a key, a path or a value holds (a TOML key may hold a newline).
+        return f"{where}: {self.message}".translate(_ONE_LINE)
+
+
+# C0 controls and DEL as \x escapes, the line and paragraph separators too.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+    0x85: "\\x85",
+}
 
 
 class ConfigError(SentinelError):

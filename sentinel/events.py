@@ -112,6 +112,17 @@ class Healthy(ProcessEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DaemonWarning(Event):
+    """Something sentinel could not do, and goes on without: a log file it cannot write, a
+    spawn that ran out of file descriptors or memory. Each cause is told once per episode
+    (or at most once a minute), never in a flood."""
+
+    kind: ClassVar[str] = "warning"
+    process: str  # the process it is about; "" for sentinel itself
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class NotificationResult(Event):
     """A notification was sent, failed for good, or was suppressed by the cooldown."""
 

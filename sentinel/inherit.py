@@ -101,11 +101,18 @@ class InheritedOutput:
     """One program stream, read from its pipe and written line by line to a Destination."""
 
     def __init__(
-        self, name: str, destination: Destination, prefix: bool, loop: asyncio.AbstractEventLoop
+        self,
+        name: str,
+        destination: Destination,
+        prefix: bool,
+        loop: asyncio.AbstractEventLoop,
+        pipe: tuple[int, int] | None = None,  # (read, write): a pipe handed over by exec
     ) -> None:
         self._destination, self._loop = destination, loop
         self._prefix = f"{name} | ".encode() if prefix else b""
-        self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+        self._read_fd, self._write_fd = pipe or os.pipe2(os.O_CLOEXEC)
+        for fd in (self._read_fd, self._write_fd):
+            os.set_inheritable(fd, False)
         os.set_blocking(self._read_fd, False)
         self._partial = b""
         self._reading = False
@@ -126,6 +133,16 @@ class InheritedOutput:
         if not self._reading and not self._closed:
             self._loop.add_reader(self._read_fd, self._drain)
             self._reading = True
+
+    def hand_over(self) -> tuple[int, int]:
+        """For a re-exec: pass on what the pipe holds (an unfinished line too), stop reading,
+        and give up the pipe (both ends, left open across exec) for the next daemon."""
+        self.pause()
+        self._closed = True
+        self._drain(final=True)
+        for fd in (self._read_fd, self._write_fd):
+            os.set_inheritable(fd, True)
+        return self._read_fd, self._write_fd
 
     async def aclose(self) -> None:
         """Pass on what is left in the pipe (and a last unfinished line), then release it."""
@@ -172,13 +189,15 @@ class Outputs:
         self._loop = loop or asyncio.get_running_loop()
         self._destinations: dict[str, Destination] = {}
 
-    def open(self, name: str, to: str, prefix: bool) -> InheritedOutput:
+    def open(
+        self, name: str, to: str, prefix: bool, pipe: tuple[int, int] | None = None
+    ) -> InheritedOutput:
         """A stream of process `name` into sentinel's own `to` ("stdout" or "stderr")."""
         destination = self._destinations.get(to)
         if destination is None:
             fd = 1 if to == "stdout" else 2
             destination = self._destinations[to] = Destination(fd, self._loop)
-        return InheritedOutput(name, destination, prefix, self._loop)
+        return InheritedOutput(name, destination, prefix, self._loop, pipe)
 
     def close(self) -> None:
         for destination in self._destinations.values():

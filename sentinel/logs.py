@@ -19,10 +19,14 @@ Concatenating path.N ... path.1, path always gives exactly the bytes the child w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
+import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sentinel.errors import CaptureClosed
@@ -33,6 +37,7 @@ PIPE_SIZE = 1 << 20  # a fast writer rarely blocks on a 1 MiB pipe
 MIN_PIPE_SIZE = 1 << 16  # the kernel's default: never ask for less
 DRAIN_BUDGET = 8 << 20  # per loop callback, so one fast writer cannot starve the loop
 LINE_MAX = 1 << 16  # a longer line may be split at a rotation
+CHECK_EVERY = 1.0  # s: how often, while output flows, the file is checked to be in place
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
@@ -47,24 +52,33 @@ class LogCapture:
         loop: asyncio.AbstractEventLoop | None = None,
         *,
         use_splice: bool = True,  # False: copy through Python (what tests use to cover it)
+        pipe: tuple[int, int] | None = None,  # (read, write): a pipe handed over by exec
+        warn: Callable[[str], object] | None = None,  # tells the trouble with the file, once
     ) -> None:
         self._path = path
         self._max_bytes = max_bytes  # 0: never rotate
         self._backups = backups
         self._loop = loop
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
-        # Only our end is non-blocking: children expect a blocking stdout.
-        os.set_blocking(self._read_fd, False)
-        self._pipe_size = _grow_pipe(self._read_fd)
-        self._fd = _open_for_writing(path)
-        # No O_APPEND (splice refuses it): we write at our own position, starting at the end
-        # so that a daemon restart keeps what is there.
-        self._pos = os.lseek(self._fd, 0, os.SEEK_END)
+        self._warn = warn or (lambda message: log.error("%s", message))
+        self._dir_fd = -1
+        self._fd = -1  # -1: the file cannot be opened now: output is dropped, retried
+        self._checked = 0.0  # monotonic time the file was last checked
+        if pipe is None:
+            self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
+            # Only our end is non-blocking: children expect a blocking stdout.
+            os.set_blocking(self._read_fd, False)
+            self._pipe_size = _grow_pipe(self._read_fd)
+        else:
+            self._read_fd, self._write_fd = pipe
+            for fd in pipe:
+                os.set_inheritable(fd, False)
+            self._pipe_size = fcntl.fcntl(self._read_fd, fcntl.F_GETPIPE_SZ)
+        self._pos = 0
         self._written = 0
         self._splice = use_splice and hasattr(os, "splice")  # Linux only
         self._dropped = 0  # bytes thrown away since writing started failing
         self._failing = False
+        self._reopen(make_directory=True)
         self._started = False
         self._closed = False
         self._waiters: list[tuple[int, asyncio.Future[int]]] = []
@@ -110,8 +124,8 @@ class LogCapture:
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # not there (yet), or a link: nothing of ours to read
             return b"", 0
         try:
             size = os.fstat(fd).st_size
@@ -121,6 +135,18 @@ class LogCapture:
         finally:
             os.close(fd)
         return data, start + len(data)
+
+    def hand_over(self) -> tuple[int, int]:
+        """For a re-exec: store what the pipe holds, stop draining, and give up the pipe
+        (both ends, left open across exec) for the next daemon; the file is closed."""
+        if self._started and self._loop is not None:
+            self._loop.remove_reader(self._read_fd)
+        self._pump(self._pipe_size)
+        self._closed = True
+        self._close_file()
+        for fd in (self._read_fd, self._write_fd):
+            os.set_inheritable(fd, True)
+        return self._read_fd, self._write_fd
 
     async def aclose(self) -> None:
         """Store what is left in the pipe, then release the pipe and the file. Idempotent."""
@@ -134,7 +160,7 @@ class LogCapture:
         os.close(self._write_fd)
         self._pump(self._pipe_size)
         os.close(self._read_fd)
-        os.close(self._fd)
+        self._close_file()
         for _, future in self._waiters:
             if not future.done():
                 future.set_exception(CaptureClosed(f"{self._path}: the capture is closed"))
@@ -144,7 +170,65 @@ class LogCapture:
 
     def _drain(self) -> None:
         # Unfinished work stays in the pipe; it is still readable, so the loop calls again.
+        now = time.monotonic()
+        if now - self._checked >= CHECK_EVERY:
+            self._checked = now
+            self.check()
         self._pump(DRAIN_BUDGET)
+
+    def check(self) -> None:
+        """Reopen the file if it is not where it should be (its directory was removed, or it
+        was moved away): output goes on into the file that a reader of the path finds, as
+        soon as the directory is back. Cheap (two stats): called at most every CHECK_EVERY
+        while output flows, and at each spawn."""
+        if self._fd >= 0:
+            try:
+                held = os.fstat(self._fd)
+                there = os.stat(self._path.name, dir_fd=self._dir_fd, follow_symlinks=False)
+                dir_there = os.stat(self._path.parent)
+                dir_held = os.fstat(self._dir_fd)
+                if (held.st_ino, held.st_dev) == (there.st_ino, there.st_dev) and (
+                    dir_there.st_ino,
+                    dir_there.st_dev,
+                ) == (dir_held.st_ino, dir_held.st_dev):
+                    return
+            except OSError:
+                pass
+            self._warn(f"{self._path} was removed or replaced: reopening it")
+        self._reopen()
+
+    def _reopen(self, *, make_directory: bool = False) -> None:
+        """Open the directory (at start: made if missing) and the file in it, without
+        following a link; on failure, output is dropped until a later check succeeds. A
+        directory removed at run time is not made again: it may have been a mount point, and
+        the operator who removed it decides when it comes back."""
+        self._close_file()
+        try:
+            if make_directory:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._dir_fd = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fd = _open_for_writing(self._dir_fd, self._path.name)
+        except OSError as exc:
+            self._close_file()
+            if not self._failing:
+                self._warn(
+                    f"cannot open {self._path} ({exc.strerror or exc}): output is dropped "
+                    "until it can be"
+                )
+                self._failing = True
+            return
+        # No O_APPEND (splice refuses it): we write at our own position, starting at the end
+        # so that a daemon restart keeps what is there.
+        self._pos = os.lseek(self._fd, 0, os.SEEK_END)
+        if self._failing:
+            self._warn(f"{self._path}: writing again; {self._dropped} bytes were dropped")
+            self._failing, self._dropped = False, 0
+
+    def _close_file(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._dir_fd = -1
 
     def _pump(self, budget: int) -> None:
         """Move up to `budget` bytes from the pipe to the file; stop when the pipe is empty."""
@@ -166,6 +250,8 @@ class LogCapture:
 
     def _move(self, count: int) -> int:
         """Store up to `count` bytes from the pipe; return how many left the pipe."""
+        if self._fd < 0:
+            raise FileNotFoundError(errno.ENOENT, "the log file is not open")
         if self._max_bytes:
             if self._pos >= self._max_bytes:
                 self._rotate()
@@ -194,7 +280,7 @@ class LogCapture:
             moved = len(data)
         self._written += moved
         if self._failing and moved:
-            log.warning("%s: writing again, %d bytes were dropped", self._path, self._dropped)
+            self._warn(f"{self._path}: writing again; {self._dropped} bytes were dropped")
             self._failing, self._dropped = False, 0
         return moved
 
@@ -208,7 +294,7 @@ class LogCapture:
 
     def _report(self, exc: OSError, dropped: int) -> None:
         if not self._failing:  # once per episode: a full disk must not flood the daemon's log
-            log.error("%s: cannot write (%s): dropping output until it can", self._path, exc)
+            self._warn(f"{self._path}: cannot write ({exc}): dropping output until it can")
             self._failing = True
         self._dropped += dropped
 
@@ -222,11 +308,12 @@ class LogCapture:
             self._pos = 0
             self._write_all(carry)
             return
+        d = self._dir_fd  # renames in the directory held, never through a path
         for n in range(self._backups - 1, 0, -1):
-            if self._backup(n).exists():
-                os.replace(self._backup(n), self._backup(n + 1))  # replaces the oldest
-        os.replace(self._path, self._backup(1))
-        old, self._fd, self._pos = self._fd, _open_for_writing(self._path), 0
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self._backup(n), self._backup(n + 1), src_dir_fd=d, dst_dir_fd=d)
+        os.replace(self._path.name, self._backup(1), src_dir_fd=d, dst_dir_fd=d)
+        old, self._fd, self._pos = self._fd, _open_for_writing(d, self._path.name), 0
         try:
             if carry:
                 self._write_all(carry)
@@ -242,8 +329,8 @@ class LogCapture:
         found = _pread_all(self._fd, self._pos - start, start).rfind(b"\n")
         return start + found + 1 if found >= 0 else 0
 
-    def _backup(self, n: int) -> Path:
-        return self._path.with_name(f"{self._path.name}.{n}")
+    def _backup(self, n: int) -> str:
+        return f"{self._path.name}.{n}"
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -275,9 +362,23 @@ def _grow_pipe(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
 
 
-def _open_for_writing(path: Path) -> int:
-    # Read too: rotation looks back for the last line end.
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _open_for_writing(dir_fd: int, name: str) -> int:
+    """The log file `name` in the directory `dir_fd`: never through a link (O_NOFOLLOW), and
+    only a regular file or a character device like /dev/null (a FIFO planted there, which
+    anybody can make, is refused). Read too: rotation looks back for the last line end."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "it is a symbolic link: not followed") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _pread_all(fd: int, count: int, offset: int) -> bytes:

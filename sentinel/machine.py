@@ -39,6 +39,10 @@ S = ProcessState
 # A process whose leftovers outlive SIGKILL (stuck in the kernel) is given up on this long
 # after the SIGKILL, so that it is not STOPPING for ever.
 KILL_GRACE = 5.0
+# The least time between two spawns of a process: systemd's default RestartSec. Without it,
+# `backoff.initial = "0s"` and a program that dies at once was a fork loop: 1024 restarts a
+# second, a CPU burnt and the log flooded.
+MIN_SPAWN_INTERVAL = 0.1
 
 # --- inputs ---------------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@ class Spawned:
 @dataclass(frozen=True)
 class SpawnFailed:
     error: str  # e.g. "No such file or directory: 'gunicorn'"
+    transient: bool = False  # sentinel ran out of descriptors or memory: not a failed start
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,52 @@ class ProcessMachine:
         self._actions: list[Action] = []
         self._may_enter: frozenset[ProcessState] = frozenset()
 
+    def export(self) -> dict[str, Any]:
+        """Everything the machine knows, as JSON-able data: what a re-executed daemon needs
+        to go on with this process (`restore`). Times are monotonic: the clock is the
+        system's, and goes on across an exec."""
+        pending: dict[str, Any] | None = None
+        if isinstance(self._pending, RestartRequest):
+            pending = {"reason": self._pending.reason.value, "detail": self._pending.detail}
+        elif isinstance(self._pending, _Crashed):
+            pending = {"origin": self._pending.origin.name, "code": self._pending.code}
+        return {
+            "state": self.state.name,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "attempt": self.attempt,
+            "failed_starts": self.failed_starts,
+            "last_exit_code": self.last_exit_code,
+            "spawned_at": self.spawned_at,
+            "running_since": self.running_since,
+            "backoff_delay": self.backoff_delay,
+            "backoff_until": self.backoff_until,
+            "flapping": self.flapping,
+            "restart_times": list(self._restart_times),
+            "detail": self.detail,
+            "pending": pending,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take over what `export` wrote (KeyError, ValueError if it is not that)."""
+        self.state = ProcessState[data["state"]]
+        self.pid = data["pid"]
+        self.restarts, self.attempt = int(data["restarts"]), int(data["attempt"])
+        self.failed_starts = int(data["failed_starts"])
+        self.last_exit_code = data["last_exit_code"]
+        self.spawned_at, self.running_since = data["spawned_at"], data["running_since"]
+        self.backoff_delay, self.backoff_until = data["backoff_delay"], data["backoff_until"]
+        self.flapping = bool(data["flapping"])
+        self._restart_times = deque(float(t) for t in data["restart_times"])
+        self.detail = str(data["detail"])
+        pending = data["pending"]
+        if pending is None:
+            self._pending = None
+        elif "reason" in pending:
+            self._pending = RestartRequest(RestartReason(pending["reason"]), pending["detail"])
+        else:
+            self._pending = _Crashed(ProcessState[pending["origin"]], int(pending["code"]))
+
     @property
     def draining(self) -> bool:
         """STOPPING because the main process exited on its own, not because it was asked to."""
@@ -263,6 +314,10 @@ class ProcessMachine:
         `ran`: the process had reached RUNNING (a crash or a hang, not a failed start)."""
         self.attempt += 1
         delay = backoff_delay(self.settings.backoff, self.attempt, self._rng(), ran=ran)
+        if self.spawned_at is not None:
+            # A floor on the restart rate, whatever the backoff says (initial = "0s"): a
+            # process that dies at once is spawned at most every MIN_SPAWN_INTERVAL.
+            delay = max(delay, self.spawned_at + MIN_SPAWN_INTERVAL - now)
         if delay <= 0:
             self._spawn(now, restart, exit_code)
             return
@@ -393,6 +448,11 @@ class ProcessMachine:
 
     def _spawn_failed(self, event: SpawnFailed, now: float) -> None:
         self.detail = f"spawn error: {event.error}"
+        if event.transient:
+            # STARTING -> BACKOFF: retried, never FATAL for sentinel's own shortage
+            request = RestartRequest(RestartReason.EXITED, self.detail)
+            self._retry(now, request, None, ran=False)
+            return
         self._failed_start(now, None)
 
     def _exited(self, event: Exited, now: float) -> None:

@@ -20,6 +20,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import ProcessCollector, generate_latest
 from prometheus_client.core import Metric
@@ -292,6 +293,43 @@ class SentinelCollector(Collector):
                 with self._cpu_lock:
                     self._cpu_base.pop(name, None)
                     self._cpu_last.pop(name, None)
+
+    def export(self) -> dict[str, Any]:
+        """The counters, as JSON-able data, for a re-executed daemon (`restore`): counters
+        never go back, not even across an upgrade."""
+        return {
+            "processes": {
+                name: {
+                    "restarts": {r.value: n for r, n in c.restarts.items()},
+                    "backoffs": c.backoffs,
+                    "probe_success": dict(c.probe_success),
+                    "probe_failures": dict(c.probe_failures),
+                    "probe_durations": {
+                        p: [h.counts, h.total, h.sum] for p, h in c.probe_durations.items()
+                    },
+                }
+                for name, c in self._counters.items()
+            },
+            "notifications": dict(self.notifications),
+            "reload_ok": self.last_reload_ok,
+            "cpu": [dict(self._cpu_base), dict(self._cpu_last)],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        for name, c in data["processes"].items():
+            counters = self._counters[name]
+            for reason, n in c["restarts"].items():
+                counters.restarts[RestartReason(reason)] = int(n)
+            counters.backoffs = int(c["backoffs"])
+            counters.probe_success.update(c["probe_success"])
+            counters.probe_failures.update(c["probe_failures"])
+            for probe, (counts, total, total_sum) in c["probe_durations"].items():
+                counters.probe_durations[probe] = _Histogram(list(counts), total, total_sum)
+        self.notifications.update(data["notifications"])
+        self.last_reload_ok = bool(data["reload_ok"])
+        base, last = data["cpu"]
+        self._cpu_base.update(base)
+        self._cpu_last.update(last)
 
     def sample(self) -> Sample:
         """Everything a scrape shows that the loop owns, copied: call on the loop."""

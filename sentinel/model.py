@@ -573,6 +573,9 @@ class Config:
     state_dir: Path
     socket_path: Path
     metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
+    # Variables referenced as ${VAR} outside [programs.*]: sentinel's own, which children
+    # do not inherit (environ.py).
+    daemon_variables: frozenset[str] = frozenset()
 
     def process(self, name: str) -> ProcessSpec | None:
         return next((p for p in self.processes if p.name == name), None)

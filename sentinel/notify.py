@@ -46,6 +46,7 @@ from sentinel.events import (
 from sentinel.model import Config, NotifySection
 from sentinel.snapshot import ProcessSnapshot
 from sentinel.states import ProcessState, RestartReason
+from sentinel.untrusted import clean
 
 if TYPE_CHECKING:
     import apprise
@@ -408,13 +409,13 @@ class Notifier:
         worst = alerts[0][0].notify_type
         if len(alerts) == 1:
             alert, text = alerts[0]
-            return f"{prefix} {alert.headline}", text, worst
+            return _safe(f"{prefix} {alert.headline}", text, worst)
         headlines = [a.headline for a, _ in alerts]
         title = f"{prefix} {len(alerts)} alerts: " + "; ".join(headlines[:3])
         if len(alerts) > 3:
             title += "; ..."
         body = "\n\n".join(f"== {a.headline}\n{text}" for a, text in alerts)
-        return title, body, worst
+        return _safe(title, body, worst)
 
     async def _deliver(self, service: Any, title: str, body: str, notify_type: str) -> None:
         target = private(service)
@@ -437,6 +438,16 @@ class Notifier:
             title,
         )
         self._publish(NotificationResult(result="failed", target=target, title=title))
+
+
+TITLE_MAX = 250  # characters: a subject line, a Slack headline
+BODY_MAX = 8000  # characters: room for the log's last lines, not for a flood
+
+
+def _safe(title: str, body: str, notify_type: str) -> tuple[str, str, str]:
+    """What a program or a probe target wrote reaches a pager or a mail client with its
+    control characters escaped (the title on one line) and within bounded lengths."""
+    return clean(title, TITLE_MAX), clean(body, BODY_MAX, newlines=True), notify_type
 
 
 def _body(detail: str, snapshot: ProcessSnapshot) -> str:

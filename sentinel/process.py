@@ -18,13 +18,16 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import Any
 
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
-from sentinel.events import StateChanged
+from sentinel.environ import ChildEnvironment
+from sentinel.events import DaemonWarning, StateChanged
+from sentinel.exhaustion import Exhaustion, is_exhaustion
 from sentinel.inherit import InheritedOutput, Outputs
 from sentinel.logs import LogCapture
 from sentinel.machine import (
@@ -48,6 +51,15 @@ from sentinel.machine import (
     TimerKind,
 )
 from sentinel.model import LogSpec, ProcessSpec
+from sentinel.pids import (
+    Pidfd,
+    Stat,
+    descends_from,
+    group_members,
+    signal_members,
+    start_time,
+    stat_of,
+)
 from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
 from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
@@ -76,11 +88,17 @@ class ProcessDriver:
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
         outputs: Outputs | None = None,
+        environment: ChildEnvironment | None = None,
+        adopt: Mapping[str, Any] | None = None,
+        exhaustion: Exhaustion | None = None,
     ) -> None:
-        """`outputs`: sentinel's own stdout and stderr, shared by every driver."""
+        """`outputs`: sentinel's own stdout and stderr, shared by every driver; `adopt`:
+        what `hand_over` gave before a re-exec: the process runs on, adopted."""
         self.spec = spec
         self._bus = bus
         self._reaper = reaper
+        self._environment = environment or ChildEnvironment()
+        self._exhaustion = exhaustion
         self._loop = loop or asyncio.get_running_loop()
         self._wall_clock = wall_clock
         self._machine = ProcessMachine(spec.name, spec.group, spec.settings, rng)
@@ -95,7 +113,10 @@ class ProcessDriver:
         self._next_spec: ProcessSpec | None = None
         self._outputs = outputs or Outputs(self._loop)
         self._sinks: tuple[Sink | None, Sink | None] = (None, None)
-        self._open_logs()
+        if adopt is None:
+            self._open_logs()
+        else:
+            self._adopt(adopt)
 
     # --- the public surface -----------------------------------------------------------------
 
@@ -123,9 +144,16 @@ class ProcessDriver:
     def send_signal(self, sig: signal.Signals) -> bool:
         """Send a user's signal to the running process's group (`sentinel signal`), alone.
         False when no main process runs."""
-        if self._machine.pid is None:
+        if self._machine.pid is None or self._run is None:
             return False
-        return _signal_group(self._machine.pid, sig, resume=False)
+        return self._run.signal_alone(sig)
+
+    def running(self) -> tuple[int, int, int] | None:
+        """(main pid, its start time, process group) while the main process is unreaped."""
+        run = self._run
+        if run is None or run.main is None or run.start is None:
+            return None
+        return run.main.pid, run.start, run.pgid
 
     def reconfigure(self, spec: ProcessSpec) -> None:
         """Take a new spec: now if nothing runs, else at the next spawn (a reload restart)."""
@@ -179,6 +207,61 @@ class ProcessDriver:
             detail=m.detail,
             stop_time=self._stopped_at,
         )
+
+    def hand_over(self) -> dict[str, Any]:
+        """For a re-exec (systemd's daemon-reexec): the machine's state, the timers' deadlines
+        (monotonic: the system's clock goes on across exec), what runs, and the log pipes,
+        left open for the next daemon. The process itself keeps running, as sentinel's child:
+        the pid stays the same across exec."""
+        run = self._run
+        data: dict[str, Any] = {
+            "machine": self._machine.export(),
+            "timers": {kind.value: timer.when() for kind, timer in self._timers.items()},
+            "run": None,
+            "started_at": self._started_at,
+            "stopped_at": self._stopped_at,
+            "stdout": list(self._sinks[0].hand_over()) if self._sinks[0] else None,
+            "stderr": list(self._sinks[1].hand_over()) if self._sinks[1] else None,
+        }
+        if run is not None:
+            data["run"] = {
+                "pgid": run.pgid,
+                "main": run.main.pid if run.main is not None else None,
+                "start": run.start,
+                "draining": run.watching,
+            }
+        return data
+
+    def _adopt(self, data: Mapping[str, Any]) -> None:
+        """Go on with a process a previous daemon (this pid, before exec) handed over."""
+        self._machine.restore(data["machine"])
+        self._started_at, self._stopped_at = data["started_at"], data["stopped_at"]
+        spec = self.spec
+        sinks = []
+        for stream, path, inherit, log_spec in (
+            ("stdout", spec.stdout_log, spec.stdout_inherit, spec.settings.stdout),
+            ("stderr", spec.stderr_log, spec.stderr_inherit, spec.settings.stderr),
+        ):
+            pipe = data[stream]
+            pair = (pipe[0], pipe[1]) if pipe else None
+            sink = self._sink(path, inherit, log_spec, pair)
+            if sink is None and pair is not None:  # the new config discards it: drain nowhere
+                sink = LogCapture(Path(os.devnull), 0, 0, self._loop, pipe=pair)
+                sink.start()
+            sinks.append(sink)
+        self._sinks = (sinks[0], sinks[1])
+        run = data["run"]
+        if run is not None:
+            # Still sentinel's unreaped child: its pid cannot have been reused.
+            main = Pidfd.open(run["main"], run["start"]) if run["main"] is not None else None
+            self._run = _Run(self.name, run["pgid"], self._reaper, main, run["start"])
+            if self._machine.pid is not None:
+                self._reaper.watch(self._machine.pid, self._exited)
+            elif run["draining"]:
+                self._run.watch(lambda: self.feed(GroupGone()))
+        for kind, when in data["timers"].items():
+            timer_kind = TimerKind(kind)
+            self._timers[timer_kind] = self._loop.call_at(when, self._timer_fired, timer_kind)
 
     async def aclose(self) -> None:
         """Release the log pipes; call once the process is stopped for good."""
@@ -253,17 +336,16 @@ class ProcessDriver:
             self._apply_spec(self._next_spec)
         if self._run is not None:
             self._run.unwatch()
+        for sink in self._sinks:
+            if isinstance(sink, LogCapture):
+                sink.check()  # a log directory removed, or back: at the latest now
         settings = self.spec.settings
         try:
             account = lookup_user(settings.user) if settings.user else None
-            env = {
-                **os.environ,
-                **settings.environment,
-                PROCESS_ENV: self.name,
-                GROUP_ENV: self.spec.group,
-            }
+            own = {PROCESS_ENV: self.name, GROUP_ENV: self.spec.group}
             if account is not None:
-                env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+                own.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+            env = self._environment.build(settings.environment, own)
             out, err = self._sinks
             stdout = out.write_fd if out else subprocess.DEVNULL
             if settings.redirect_stderr:
@@ -288,11 +370,18 @@ class ProcessDriver:
             error = (
                 f"{exc.strerror}: {settings.command[0]!r}" if isinstance(exc, OSError) else str(exc)
             )
+            if is_exhaustion(exc) and self._exhaustion is not None:
+                # Not the program's fault: told once a minute, and not a failed start.
+                assert isinstance(exc, OSError)
+                self._exhaustion.report(f"cannot spawn {self.name}", exc, self.name)
+                self.feed(SpawnFailed(error, transient=True))
+                return
             log.warning("%s: cannot spawn %s", self.name, error)
             self.feed(SpawnFailed(error))
             return
         self._popen = popen
-        self._run = _Run(self.name, popen.pid, self._reaper)
+        # Opened before anything can reap it: the pidfd names this child for good.
+        self._run = _Run(self.name, popen.pid, self._reaper, Pidfd.open(popen.pid))
         self._started_at = self._wall_clock()
         self._reaper.watch(popen.pid, self._exited)
         _reset_oom_score(popen.pid)
@@ -304,6 +393,8 @@ class ProcessDriver:
         if popen is not None:
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
         run = self._run
+        if run is not None:
+            run.reaped()  # from now on its pid, and its group's number, may be anybody's
         leftovers = run is not None and run.alive()
         if leftovers and run is not None:
             log.info("%s: pid %d exited; stopping what it left behind", self.name, run.pgid)
@@ -328,11 +419,21 @@ class ProcessDriver:
             self._sink(spec.stderr_log, spec.stderr_inherit, settings.stderr),
         )
 
-    def _sink(self, path: Path | None, inherit: str | None, spec: LogSpec) -> Sink | None:
-        """Where one stream goes: a rotating file, sentinel's own stdout/stderr, or nowhere."""
+    def _sink(
+        self,
+        path: Path | None,
+        inherit: str | None,
+        spec: LogSpec,
+        pipe: tuple[int, int] | None = None,
+    ) -> Sink | None:
+        """Where one stream goes: a rotating file, sentinel's own stdout/stderr, or nowhere.
+        `pipe`: the pipe a re-exec handed over, to go on with."""
         if inherit is not None:
-            return self._outputs.open(self.spec.name, inherit, spec.prefix)
-        return _capture(path, spec, self._loop)
+            return self._outputs.open(self.spec.name, inherit, spec.prefix, pipe)
+        return _capture(path, spec, self._loop, pipe, warn=self._warn)
+
+    def _warn(self, detail: str) -> None:
+        self._bus.publish(DaemonWarning(process=self.name, detail=detail))
 
 
 def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
@@ -348,25 +449,48 @@ def escapees(watched: AbstractSet[int]) -> dict[str, list[int]]:
     return found
 
 
-class _Run:
-    """What one spawn put into the world: its process group (numbered after the main pid) and
-    the descendants that escaped it (setsid), found as they are re-parented to sentinel.
+_Signal = signal.Signals  # for the annotations of _Run, whose `signal` method hides the module
 
-    Once the group is seen empty, its number may be reused by an unrelated process group, so
-    it is never signalled again. Escaped descendants die as sentinel's children (it is their
-    subreaper), so a reaping pass is when to look whether everything has gone: no polling.
+
+class _Run:
+    """What one spawn put into the world: its main process (held by a pidfd until it is
+    reaped), its process group (numbered after the main pid) and the descendants that escaped
+    it (setsid), found as they are re-parented to sentinel.
+
+    Signals reach only what this spawn started. While the main process is unreaped its pid,
+    and so its group's number, cannot be anybody else's, and `killpg` is safe; once it is
+    reaped, each member of the group is checked (started after this spawn, and one of this
+    process's by its environment or its ancestry) and signalled alone through a pidfd, since
+    the number may lead a stranger's group by then. Escaped descendants die as sentinel's
+    children (it is their subreaper), so a reaping pass is when to look whether everything
+    has gone: no polling.
     """
 
-    def __init__(self, name: str, pgid: int, reaper: ChildReaper) -> None:
+    def __init__(
+        self,
+        name: str,
+        pgid: int,
+        reaper: ChildReaper,
+        main: Pidfd | None,
+        start: int | None = None,
+    ) -> None:
         self.name, self.pgid, self._reaper = name, pgid, reaper
+        self.main = main  # None once reaped
+        self.start = start if start is not None else start_time(pgid)  # the main's start time
         self._escaped: set[int] = set()
         self._signalled: set[int] = set()  # escaped descendants that had the stop signal
         self._group_empty = False
         self._unwatch: Callable[[], None] | None = None
 
+    def reaped(self) -> None:
+        """The main process has been reaped: its number is free for the kernel to reuse."""
+        if self.main is not None:
+            self.main.close()
+            self.main = None
+
     def alive(self) -> bool:
         """Whether anything of this run is left (finding descendants that escaped it)."""
-        if not self._group_empty and not _alive(self.pgid, group=True):
+        if not self._group_empty and not self._group_alive():
             self._group_empty = True
         self._find_escaped()
         return not self._group_empty or bool(self._escaped)
@@ -374,15 +498,21 @@ class _Run:
     def signal(self, sig: signal.Signals, *, group: bool) -> None:
         """`sig` (and SIGCONT) to the group if `group`, and once to each escaped descendant."""
         if group and not self._group_empty:
-            _signal_group(self.pgid, sig)
+            self._signal_group(sig, resume=True)
         self._find_escaped()
         for pid in self._escaped - self._signalled:
             _signal_pid(pid, sig)
         self._signalled |= self._escaped
 
+    def signal_alone(self, sig: _Signal) -> bool:
+        """A user's signal, to the main process and its group, without SIGCONT."""
+        if self.main is None:
+            return False
+        return self._signal_group(sig, resume=False)
+
     def kill(self) -> None:
         if not self._group_empty:
-            _signal_group(self.pgid, signal.SIGKILL)
+            self._signal_group(signal.SIGKILL, resume=False)
         self._find_escaped()
         for pid in self._escaped:
             _signal_pid(pid, signal.SIGKILL)
@@ -398,14 +528,56 @@ class _Run:
         self.unwatch()
         self._unwatch = self._reaper.on_orphan_reaped(check)
 
+    @property
+    def watching(self) -> bool:
+        """Waiting for what the main process left behind to go."""
+        return self._unwatch is not None
+
     def unwatch(self) -> None:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
 
+    def _signal_group(self, sig: _Signal, *, resume: bool) -> bool:
+        main = self.main
+        if main is not None:
+            # The unreaped main pins the group's number. A main that left its own group
+            # (setsid, setpgid) is signalled through its pidfd; in it, `killpg` reaches it.
+            stat = stat_of(main.pid)
+            sent = False
+            if stat is not None and stat.pgrp != self.pgid:
+                sent = main.send(sig)
+                if resume and sig not in (signal.SIGKILL, signal.SIGCONT):
+                    main.send(signal.SIGCONT)
+            return _signal_group(self.pgid, sig, resume) or sent
+        if not _alive(self.pgid, group=True):
+            return False
+        count = signal_members(self.pgid, sig, self._belongs)
+        if resume and sig not in (signal.SIGKILL, signal.SIGCONT):
+            signal_members(self.pgid, signal.SIGCONT, self._belongs)
+        return count > 0
+
+    def _group_alive(self) -> bool:
+        if not _alive(self.pgid, group=True):
+            return False  # nobody at all has that group: the cheap, common answer
+        if self.main is not None:
+            return True
+        return any(self._belongs(m) for m in group_members(self.pgid))
+
+    def _belongs(self, member: Stat) -> bool:
+        """Whether a member of the group (after the main process was reaped) is this run's,
+        not a stranger's that was given the group's number since."""
+        if self.start is not None and member.start < self.start:
+            return False
+        name = environment_of(member.pid).get(_ENV_KEY)
+        if name is not None:
+            return name == self.name.encode()
+        return descends_from(member, os.getpid())
+
     def _find_escaped(self) -> None:
-        self._escaped = {p for p in self._escaped if _alive(p)}
-        self._escaped.update(escapees(self._reaper.watched).get(self.name, ()))
+        # Only sentinel's unreaped children, read afresh: a pid kept from an earlier look may
+        # have been reaped and handed to somebody else since.
+        self._escaped = set(escapees(self._reaper.watched).get(self.name, ()))
 
 
 def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:
@@ -420,11 +592,16 @@ def _log_layout(spec: ProcessSpec) -> tuple[object, ...]:
 
 
 def _capture(
-    path: Path | None, spec: LogSpec, loop: asyncio.AbstractEventLoop
+    path: Path | None,
+    spec: LogSpec,
+    loop: asyncio.AbstractEventLoop,
+    pipe: tuple[int, int] | None = None,
+    *,
+    warn: Callable[[str], object] | None = None,
 ) -> LogCapture | None:
     if path is None:
         return None
-    capture = LogCapture(path, spec.max_bytes, spec.backups, loop)
+    capture = LogCapture(path, spec.max_bytes, spec.backups, loop, pipe=pipe, warn=warn)
     capture.start()
     return capture
 

@@ -184,6 +184,7 @@ class ProbeScheduler:
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
         )
         self._triggers: dict[str, MonotonicTrigger] = {}
+        self._failed: dict[str, type[BaseException]] = {}  # job -> the error it last raised
         self._watch = ClockWatch(self._loop, self._triggers, self._follow_step)
 
     def start(self) -> None:
@@ -210,8 +211,14 @@ class ProbeScheduler:
                 return
             try:
                 await job()
-            except Exception:
-                log.exception("probe job %s failed", job_id)
+            except Exception as exc:
+                # A traceback for the first failure of a kind, not for every run: a probe a
+                # second failing the same way must not flood the log (out of descriptors).
+                if self._failed.get(job_id) is not type(exc):
+                    self._failed[job_id] = type(exc)
+                    log.exception("probe job %s failed (repeats are not logged)", job_id)
+            else:
+                self._failed.pop(job_id, None)
             finally:
                 trigger.take_run()  # a run due meanwhile was skipped (max_instances), not owed
 

@@ -229,6 +229,15 @@ class _Endpoints:
         audit(request, "reload", "config", "ok")
         return JSONResponse(result.to_dict())
 
+    async def reexec(self, request: Request) -> Response:
+        try:
+            await self.control.reexec()
+        except ConfigError as exc:
+            audit(request, "reexec", "sentinel", "rejected")
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        audit(request, "reexec", "sentinel", "ok")
+        return JSONResponse({"ok": True}, status_code=202)
+
     async def shutdown(self, request: Request) -> Response:
         audit(request, "shutdown", "sentinel", "ok")
         self.control.request_shutdown()
@@ -293,6 +302,7 @@ def api_routes(control: Control) -> list[Route]:
         Route("/api/v1/events", requires(viewer, e.events)),
         Route("/api/v1/reload", requires(admin, e.reload), methods=["POST"]),
         Route("/api/v1/shutdown", requires(admin, e.shutdown), methods=["POST"]),
+        Route("/api/v1/reexec", requires(admin, e.reexec), methods=["POST"]),
     ]
     for prefix in ("/api/v1/programs/{name:str}/", "/api/v1/groups/{group:str}/", "/api/v1/all/"):
         routes += [

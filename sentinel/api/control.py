@@ -83,6 +83,10 @@ class Control(Protocol):
     async def apply(self, config: Config) -> ConfigReloaded:
         """Run `config`: the running config with process groups added or removed."""
 
+    async def reexec(self) -> None:
+        """Re-execute sentinel in place, programs running (ConfigError: refused, nothing
+        changes)."""
+
     def request_shutdown(self) -> None: ...
 
     def essential_down(self) -> list[str]:

@@ -401,6 +401,14 @@ PATHS: dict[str, Schema] = {
         "restart. A config with errors is rejected (400, with its errors) and nothing changes.",
         tag="daemon", errors=("400",),
     )},
+    "/api/v1/reexec": {"post": _operation(
+        "reexec", "Re-execute sentinel in place, every program running", Role.ADMIN,
+        ("202", _json("Re-executing.", _closed("Accepted.", ok={"const": True}))),
+        description="What `systemctl daemon-reexec` is to systemd: the installed sentinel is "
+        "executed under the same pid and adopts every process, its pipes and its counters. A "
+        "config that a reload would refuse is refused (400) and nothing happens.",
+        tag="daemon", errors=("400",),
+    )},
     "/api/v1/shutdown": {"post": _operation(
         "shutdown", "Stop every process, then sentinel", Role.ADMIN,
         ("202", _json("Shutting down.", _closed("Accepted.", ok={"const": True}))),

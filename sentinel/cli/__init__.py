@@ -165,7 +165,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help=json)
         return p
 
-    command("run", local.run, "run the daemon in the foreground", remote=False)
+    p = command("run", local.run, "run the daemon in the foreground", remote=False)
+    # The daemon's own, when it re-executes itself (`sentinel reexec`): not for people.
+    p.add_argument("--adopt-fd", type=int, default=None, help=argparse.SUPPRESS)
     command(
         "check-config",
         local.check_config,
@@ -236,6 +238,12 @@ def _parser() -> argparse.ArgumentParser:
         commands.reload,
         "re-read the config; restart only what changed",
         json="the result: ok, added, removed, changed, error",
+    )
+    command(
+        "reexec",
+        commands.reexec,
+        "re-execute the daemon in place (an upgrade): every program keeps running",
+        json="the daemon's answer",
     )
     command(
         "shutdown",

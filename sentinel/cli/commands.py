@@ -200,6 +200,25 @@ def reload(cmd: Command) -> int:
     return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * rejected)
 
 
+def reexec(cmd: Command) -> int:
+    # 400: the config on disk would be refused; nothing happened
+    answers = cmd.fleet.ask(
+        lambda daemon, _: dict(daemon.json("POST", "/api/v1/reexec", accept=(400,)))
+    )
+    answered = [(a, a.value) for a in answers if a.value is not None]
+    if cmd.args.json:
+        emit_objects(cmd, answered)
+    refused = 0
+    for a, result in answered:
+        if not result.get("ok"):
+            refused += 1
+            head = cmd.prefixed(a, "re-exec refused, nothing changed:")
+            cmd.fleet.warn(f"{head}\n{result.get('error', '')}")
+        elif not cmd.args.json:
+            cmd.emit(cmd.prefixed(a, "re-executing; every program keeps running"))
+    return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * refused)
+
+
 def shutdown(cmd: Command) -> int:
     answers = cmd.fleet.ask(lambda daemon, _: dict(daemon.json("POST", "/api/v1/shutdown")))
     answered = [(a, a.value) for a in answers if a.value is not None]

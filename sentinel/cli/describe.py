@@ -137,7 +137,7 @@ def event_text(e: Mapping[str, Any]) -> str:
         return f"{e.get('result')} {e.get('target') or ''}: {e.get('title', '')}"
     if kind == "config_reloaded":
         return "; ".join(reload_lines(e)) if e.get("ok") else f"rejected: {e.get('error', '')}"
-    if kind in ("fatal", "recovered", "healthy"):
+    if kind in ("fatal", "recovered", "healthy", "warning"):
         return str(e.get("detail", ""))
     skip = {"event", "timestamp", "process", "group"}
     return " ".join(f"{k}={v}" for k, v in e.items() if k not in skip)

@@ -17,16 +17,23 @@ from sentinel.cli.output import Style, table
 def run(args: argparse.Namespace) -> int:
     # Imported here: client commands start faster without the daemon's imports (uvicorn).
     from sentinel.daemon import run  # noqa: PLC0415
+    from sentinel.statefile import AlreadyRunning  # noqa: PLC0415
 
-    return run(args.config)
+    try:
+        return run(args.config, args.adopt_fd)
+    except AlreadyRunning as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from sentinel import notify  # noqa: PLC0415 (apprise is slow to import; only this needs it)
+    # apprise is slow to import; only this needs it
+    from sentinel import logpaths, notify  # noqa: PLC0415
     from sentinel.config import find_config, load  # noqa: PLC0415
 
     config = load(find_config(args.config))
     notify.check(config)
+    logpaths.check(config)
     print(f"{config.path}: ok, {len(config.processes)} processes")
     rows = [
         (spec.name, spec.group, str(spec.priority), str(spec.settings.autostart).lower(),

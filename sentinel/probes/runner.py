@@ -27,6 +27,7 @@ from sentinel.probes.http import HttpProber
 from sentinel.probes.tcp import probe_tcp
 from sentinel.snapshot import NO_PROBES, HealthStatus, ProbeStatus
 from sentinel.states import ProcessState
+from sentinel.untrusted import DETAIL_MAX, clean
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class ProbeRunner:
             self._failed.pop(event.process, None)
             self._spawned.pop(event.process, None)
 
+    def resume(self, name: str, pid: int) -> None:
+        """A RUNNING process adopted after a re-exec: its probes start again (their verdicts
+        start over, as after a restart of sentinel)."""
+        self._begin(name, pid)
+
     def health(self, name: str) -> HealthStatus:
         """What the probes of a process say: of its current run, or of the run that was
         restarted as unhealthy (so that why stays visible through its BACKOFF)."""
@@ -167,7 +173,7 @@ class ProbeRunner:
                 probe=kind.value,
                 ok=result.ok,
                 latency=result.latency,
-                detail=result.detail,
+                detail=clean(result.detail, DETAIL_MAX),
                 warning=result.warning,
             )
         )
@@ -187,8 +193,9 @@ class ProbeRunner:
                     group=spec.group,
                     probe=kind.value,
                     failures=failures,
-                    detail=f"{kind.value} failed {failures}x: {result.detail}",
+                    detail=f"{kind.value} failed {failures}x: {clean(result.detail, DETAIL_MAX)}",
                 )
             )
         elif verdict is Verdict.HEALTHY:
-            self._bus.publish(Healthy(process=spec.name, group=spec.group, detail=result.detail))
+            detail = clean(result.detail, DETAIL_MAX)
+            self._bus.publish(Healthy(process=spec.name, group=spec.group, detail=detail))

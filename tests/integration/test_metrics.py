@@ -298,8 +298,11 @@ def test_restart_counters_match_the_restart_events_per_reason(
         ), reason
     backoffs = unique(daemon.events, "backoff", "app")
     # The first automatic restart is immediate, and no run lasted reset_after (one series);
-    # manual and reload restarts skip the backoff.
-    assert len(backoffs) == kills + by_reason["liveness"] - 1
+    # manual and reload restarts skip the backoff. A kill within 100 ms of its spawn waits out
+    # the floor on the restart rate (machine.MIN_SPAWN_INTERVAL): a backoff more, at most one
+    # a kill.
+    automatic = kills + by_reason["liveness"]
+    assert automatic - 1 <= len(backoffs) <= automatic + kills
     assert value(samples, "sentinel_program_backoffs_total", process="app") == len(backoffs)
     assert daemon.status("app")["restarts"] == len(restarts)
     assert value(samples, "sentinel_program_up", process="app") == 1

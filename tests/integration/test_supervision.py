@@ -26,10 +26,10 @@ SLEEPER = cmd("import time; time.sleep(3600)")
 
 def test_crash_restarts_with_configured_backoff(sentinel: Start) -> None:
     """A crashing program is restarted at once, then after initial * multiplier**(n-2), capped
-    at max."""
+    at max. (It lives past the floor on the restart rate, machine.MIN_SPAWN_INTERVAL.)"""
     daemon = sentinel(f"""
         [programs.crashy]
-        command = {cmd("raise SystemExit(3)")}
+        command = {cmd("import time; time.sleep(0.15); raise SystemExit(3)")}
         start_seconds = 0
         autorestart = "always"
         backoff = {{ initial = "200ms", multiplier = 2.0, max = "600ms", jitter = 0 }}
@@ -212,11 +212,12 @@ def test_sigkill_of_a_running_child_brings_a_new_pid(sentinel: Start) -> None:
 
 def test_first_restart_is_immediate_then_the_backoff_grows(sentinel: Start) -> None:
     """With the default backoff, a crash after a run is repaired at once (no BACKOFF, no
-    second's wait); the next crash in a row waits `initial`."""
+    second's wait); the next crash in a row waits `initial`. (RUNNING comes past the floor on
+    the restart rate, machine.MIN_SPAWN_INTERVAL.)"""
     daemon = sentinel(f"""
         [programs.victim]
         command = {SLEEPER}
-        start_seconds = 0
+        start_seconds = "150ms"
         backoff = {{ jitter = 0 }}
     """)
     pid = daemon.wait_event(state_is("victim", "RUNNING"))["pid"]
@@ -224,7 +225,7 @@ def test_first_restart_is_immediate_then_the_backoff_grows(sentinel: Start) -> N
     os.kill(pid, signal.SIGKILL)
     restart = daemon.next_event(lambda e: e["event"] == "restart")
     running = daemon.next_event(state_is("victim", "RUNNING"))
-    assert restart["reason"] == "exited" and running["timestamp"] - killed < 0.5
+    assert restart["reason"] == "exited" and running["timestamp"] - killed < 0.65
     assert not [e for e in daemon.events if e["event"] == "backoff"]
     os.kill(running["pid"], signal.SIGKILL)
     backoff = daemon.next_event(lambda e: e["event"] == "backoff")

@@ -11,6 +11,7 @@ from sentinel.events import BackoffStarted, Fatal, Recovered, Restart, StateChan
 from sentinel.events import Flapping as FlappingEvent
 from sentinel.machine import (
     KILL_GRACE,
+    MIN_SPAWN_INTERVAL,
     TRANSITIONS,
     CancelTimer,
     Exited,
@@ -149,6 +150,18 @@ def test_zero_initial_backoff_restarts_at_once_and_counts() -> None:
             n,
         )  # type: ignore[attr-defined]
         back_up(m, 5.0 * n + 1)
+
+
+def test_a_process_that_dies_at_once_is_spawned_at_most_every_min_spawn_interval() -> None:
+    """Whatever the backoff says (here: nothing), spawns are MIN_SPAWN_INTERVAL apart."""
+    m = machine(autorestart="always", start_seconds=0, backoff={**BACKOFF, "initial": 0})
+    m.step(Start(), 0)
+    m.step(Spawned(1), 0)
+    actions = crash(m, 0.03)
+    assert m.state is S.BACKOFF
+    (timer,) = [a for a in actions if isinstance(a, SetTimer)]
+    assert timer.kind is TimerKind.BACKOFF
+    assert timer.delay == pytest.approx(MIN_SPAWN_INTERVAL - 0.03)
 
 
 def test_failed_starts_go_fatal_after_start_retries() -> None:

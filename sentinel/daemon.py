@@ -117,7 +117,7 @@ class Daemon:
         settings = driver.spec.settings
         return ProcessContext(
             tags=tuple(settings.notify_tags),
-            enabled=settings.notify,
+            enabled=settings.alerts,
             snapshot=driver.snapshot(self.probes.health(name)),
             read_tail=_tail_reader(driver),
         )

@@ -463,7 +463,7 @@ class Program(Frozen):
     redirect_stderr: bool = False
     backoff: Backoff = Backoff()
     flapping: FlappingPolicy = FlappingPolicy()
-    notify: bool = True  # false: this program sends no notifications
+    alerts: bool = True  # false: this program sends no alerts
     notify_tags: list[str] = []  # apprise tags its alerts go to; none: every URL
     liveness: Probe | None = None  # failing -> restart (reason liveness)
     readiness: Probe | None = None  # failing -> not ready; never restarts

@@ -686,7 +686,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         [programs.steady]
         command = {SLEEPER}
         start_seconds = 0
-        notify = false
+        alerts = false
         group = "svc"
         [programs.crashloop]
         command = {crash}
@@ -698,7 +698,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         command = {SLEEPER}
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
-        notify = false
+        alerts = false
         group = "svc"
         [programs.livefail.liveness]
         tcp = {{ port = {closed_port} }}
@@ -709,7 +709,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = "1s"
         start_retries = 1
         backoff = {{ initial = "100ms" }}
-        notify = false
+        alerts = false
         [programs.stuck]
         command = {crash}
         start_seconds = "10s"

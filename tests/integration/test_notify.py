@@ -272,7 +272,7 @@ def test_tags_route_each_programs_alerts(sentinel: Start, tmp_path: Path) -> Non
             command = {SLEEPER}
             [programs.quiet]
             command = {SLEEPER}
-            notify = false
+            alerts = false
         """)
         for name in ("web", "db", "cron", "quiet"):
             daemon.wait_event(state_is(name, "RUNNING"))

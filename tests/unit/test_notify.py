@@ -120,7 +120,7 @@ def test_alert_content_and_routing() -> None:
 
 
 def test_only_configured_events_and_enabled_programs() -> None:
-    """Events not listed in [notify].events, and programs with notify = false, send nothing."""
+    """Events not listed in [notify].events, and programs with alerts = false, send nothing."""
     n = notifier(Clock(), [], events=["fatal"])
     n.on_event(restart())
     n.on_event(Fatal(process="off", group="off", detail="x", exit_code=1))

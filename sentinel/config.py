@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sentinel import dependencies
 from sentinel.accounts import Account, lookup_user
 from sentinel.errors import ConfigError, ConfigProblem
 from sentinel.model import (
@@ -69,6 +70,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         parsed = ConfigFile.model_validate(_as_first_instances(document))
     except ValidationError as exc:
         problems.extend(_problems_from(exc, path, origin))
+    else:
+        problems.extend(dependencies.check(parsed.programs, origin, path))
     if problems:
         raise ConfigError(problems)
     return _resolve(path, parsed, document.get("programs", {}), origin)

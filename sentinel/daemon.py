@@ -33,21 +33,26 @@ from sentinel.events import (
     Event,
     Fatal,
     Healthy,
+    Notified,
     ProbeResultEvent,
     Restart,
+    RollingRestart,
     StateChanged,
     Unhealthy,
+    Waiting,
 )
 from sentinel.logsetup import configure_logging
 from sentinel.metrics import SentinelCollector
 from sentinel.model import Config, ProcessSpec
 from sentinel.notify import Notifier, ProcessContext
+from sentinel.notifysocket import NotifyReceiver
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.runner import ProbeRunner
 from sentinel.process import ProcessDriver, escapees
 from sentinel.reaper import ChildReaper, children_of_daemon
 from sentinel.scheduling import ProbeScheduler
+from sentinel.snapshot import ProcessTree
 from sentinel.states import RestartReason
 from sentinel.supervisor import Supervisor
 from sentinel.systemd import ServiceManager
@@ -72,7 +77,18 @@ class Daemon:
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, ExecProber(self._reaper), self._spec_of
         )
-        self.supervisor = Supervisor(config, self.bus, self._reaper, health=self.probes.health)
+        # sd_notify sockets of programs with notify = true; what they say reaches the driver
+        # (and through it the supervisor) as `notify` events on the bus.
+        self.notify_sockets = NotifyReceiver(config.state_dir / "notify", self.bus, self._tree_of)
+        self.supervisor = Supervisor(
+            config,
+            self.bus,
+            self._reaper,
+            factory=lambda spec: ProcessDriver(
+                spec, self.bus, self._reaper, launch=self.notify_sockets.launch
+            ),
+            health=self.probes.health,
+        )
         self.processes = self.supervisor  # what the API commands and reads
         self._reload_lock = asyncio.Lock()
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
@@ -84,6 +100,10 @@ class Daemon:
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
+        self.bus.subscribe(self._route_notify)
+        # After the probe runner and the sd_notify route: readiness is read once they took
+        # the event in.
+        self.bus.subscribe(self.supervisor.on_event)
         self.bus.subscribe(self.notifier.on_event)
         self._manager: ServiceManager | None = None  # systemd, when it runs sentinel
         self._status_pending = False
@@ -97,9 +117,25 @@ class Daemon:
         of what is watched now."""
         return functools.partial(escapees, frozenset(self._reaper.watched))
 
+    def _tree_of(self, name: str) -> ProcessTree | None:
+        driver = self.supervisor.drivers.get(name)
+        return driver.tree() if driver is not None else None
+
     def _remember(self, event: Event) -> None:
-        if not isinstance(event, ProbeResultEvent):  # a probe a second would drown the rest
-            self.recent.append(event)
+        if isinstance(event, ProbeResultEvent) or _ping(event):  # would drown the rest
+            return
+        self.recent.append(event)
+
+    def _route_notify(self, event: Event) -> None:
+        """What a program said over sd_notify goes to its driver; a removed process's socket
+        is closed."""
+        if isinstance(event, Notified):
+            driver = self.supervisor.drivers.get(event.process)
+            if driver is not None:
+                driver.notified(event)
+        elif isinstance(event, ConfigReloaded):
+            for name in event.removed:
+                self.notify_sockets.close(name)
 
     def _restart_unhealthy(self, event: Event) -> None:
         """The one feedback path: a failed liveness (or startup) probe restarts the process."""
@@ -153,6 +189,7 @@ class Daemon:
             await server.stop()
             for driver in self.supervisor.drivers.values():
                 await driver.aclose()
+            self.notify_sockets.close_all()
             _kill_leftovers()
             self._reaper.reap()
             self._reaper.close()
@@ -318,10 +355,21 @@ class ProbeLog:
             log.info("%s: %s probe failed: %s", *key, event.detail, extra=fields)
 
 
+def _ping(event: Event) -> bool:
+    """A WATCHDOG=1 with nothing else: a program's heartbeat, not news."""
+    return (
+        isinstance(event, Notified)
+        and event.watchdog
+        and not (event.ready or event.reloading or event.stopping or event.watchdog_trigger)
+        and event.status is None
+        and event.mainpid is None
+    )
+
+
 def log_event(event: Event) -> None:
     """Every state change and restart goes to sentinel's log, with its reason."""
-    if isinstance(event, ProbeResultEvent):
-        return  # ProbeLog's
+    if isinstance(event, ProbeResultEvent) or _ping(event):
+        return  # ProbeLog's; a heartbeat
     fields: dict[str, Any] = {"fields": event.to_dict()}
     if isinstance(event, StateChanged):
         log.info(
@@ -351,6 +399,15 @@ def log_event(event: Event) -> None:
         log.info("%s: healthy (%s)", event.process, event.detail, extra=fields)
     elif isinstance(event, Fatal):
         log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
+    elif isinstance(event, Waiting):
+        log.info("%s: %s", event.process, event.detail or "no longer waiting", extra=fields)
+    elif isinstance(event, RollingRestart):
+        level = logging.WARNING if event.phase == "stopped" else logging.INFO
+        log.log(level, "%s: rolling restart %s: %s", event.program, event.phase, event.detail)
+    elif isinstance(event, Notified) and (event.status is not None or event.ready):
+        what = "READY=1" if event.ready else ""
+        status = f"STATUS={event.status}" if event.status is not None else ""
+        log.info("%s: sd_notify %s", event.process, " ".join(filter(None, (what, status))))
     elif isinstance(event, ConfigReloaded) and event.ok:
         log.info(
             "config reloaded: added %s, removed %s, changed %s",

@@ -39,7 +39,7 @@ def raise_soft_limit() -> int:
 def descriptors_of(spec: ProcessSpec) -> int:
     """What one process costs sentinel in file descriptors while it is configured."""
     streams = (spec.stdout_log is not None) + (spec.stderr_log is not None)
-    return FDS_PER_STREAM * streams
+    return FDS_PER_STREAM * streams + spec.settings.notify  # its sd_notify socket
 
 
 def needed(config: Config) -> int:

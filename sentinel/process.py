@@ -11,6 +11,7 @@ KillMode=control-group); the driver only reports and acts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -24,15 +25,18 @@ from pathlib import Path
 
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
-from sentinel.events import StateChanged
+from sentinel.events import Notified, StateChanged
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
     CancelTimer,
+    Dependencies,
     Exited,
+    Follow,
     GroupGone,
     Input,
     Kill,
+    Notify,
     ProcessMachine,
     Publish,
     RestartRequest,
@@ -45,10 +49,11 @@ from sentinel.machine import (
     Stop,
     TimerFired,
     TimerKind,
+    describe_exit,
 )
 from sentinel.model import LogSpec, ProcessSpec
 from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
-from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
+from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot, ProcessTree
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,9 @@ log = logging.getLogger(__name__)
 PROCESS_ENV = "SENTINEL_PROCESS_NAME"
 GROUP_ENV = "SENTINEL_GROUP_NAME"
 _ENV_KEY = PROCESS_ENV.encode()
+# What a spawn needs beyond the program's own settings (sd_notify's socket and watchdog):
+# (spec, argv, environment to add to) -> the argv to run.
+Launch = Callable[[ProcessSpec, list[str], dict[str, str]], list[str]]
 
 
 class ProcessDriver:
@@ -72,8 +80,10 @@ class ProcessDriver:
         loop: asyncio.AbstractEventLoop | None = None,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
+        launch: Launch | None = None,
     ) -> None:
         self.spec = spec
+        self._launch = launch
         self._bus = bus
         self._reaper = reaper
         self._loop = loop or asyncio.get_running_loop()
@@ -88,6 +98,7 @@ class ProcessDriver:
         self._stepping = False
         self._waiters: list[tuple[Callable[[ProcessState], bool], asyncio.Future[None]]] = []
         self._next_spec: ProcessSpec | None = None
+        self.depends_on: tuple[str, ...] = ()  # the processes it waits for (the supervisor's)
         self._stdout: LogCapture | None = None
         self._stderr: LogCapture | None = None
         self._open_logs()
@@ -114,6 +125,41 @@ class ProcessDriver:
 
     def restart(self, reason: RestartReason, detail: str = "") -> None:
         self.feed(RestartRequest(reason, detail))
+
+    def dependencies(
+        self, ready: bool, waiting_for: tuple[str, ...] = (), detail: str = ""
+    ) -> None:
+        """Whether what it depends on is RUNNING and ready (the supervisor's word)."""
+        self.feed(Dependencies(ready, waiting_for, detail))
+
+    def notified(self, message: Notified) -> None:
+        """What the program said over sd_notify."""
+        self.feed(Notify(message))
+
+    @property
+    def waiting(self) -> bool:
+        """STOPPED with a start held until its dependencies are ready."""
+        return self._machine.waiting
+
+    @property
+    def waiting_for(self) -> tuple[str, ...]:
+        return self._machine.waiting_for
+
+    def is_ready(self, health: HealthStatus = NO_PROBES) -> bool:
+        """RUNNING, its readiness probe (if any) passed and, with notify, READY=1 came."""
+        m = self._machine
+        return (
+            m.state is ProcessState.RUNNING
+            and health.ready
+            and (m.notify_ready or not self.spec.settings.notify)
+        )
+
+    def tree(self) -> ProcessTree | None:
+        """The pids that make up the running process, for a sender's credentials."""
+        run, pid = self._run, self._machine.pid
+        if run is None or pid is None:
+            return None
+        return ProcessTree(main=pid, pgid=run.pgid, followed=frozenset(run.followed))
 
     def send_signal(self, sig: signal.Signals) -> bool:
         """Send a user's signal to the running process's group (`sentinel signal`), alone.
@@ -162,7 +208,7 @@ class ProcessDriver:
             uptime_seconds=now - spawned if m.pid is not None and spawned is not None else 0.0,
             start_time=self._started_at,
             health=health.health,
-            ready=state is ProcessState.RUNNING and health.ready,
+            ready=self.is_ready(health),
             probes=health.probes,
             configured_probes=spec.probe_kinds,
             backoff_attempt=m.attempt,
@@ -171,6 +217,10 @@ class ProcessDriver:
             flapping=m.flapping,
             detail=m.detail,
             stop_time=self._stopped_at,
+            depends_on=self.depends_on,
+            waiting_for=m.waiting_for,
+            notify_status=m.notify_status,
+            notify_phase=m.notify_phase,
         )
 
     async def aclose(self) -> None:
@@ -214,12 +264,17 @@ class ProcessDriver:
                 self._timers[kind] = self._loop.call_later(delay, self._timer_fired, kind)
             case CancelTimer(kind=kind):
                 self._cancel_timer(kind)
+            case Follow(pid=pid):
+                self._follow(pid)
             case Publish(event=event):
                 published = self._bus.publish(event)
-                if isinstance(published, StateChanged):
-                    if published.old is ProcessState.STOPPING and self._run is not None:
-                        self._run.unwatch()  # stopped, or given up on: no GroupGone to come
-                    self._wake_waiters()
+                if (
+                    isinstance(published, StateChanged)
+                    and published.old is ProcessState.STOPPING
+                    and self._run is not None
+                ):
+                    self._run.unwatch()  # stopped, or given up on: no GroupGone to come
+                self._wake_waiters()  # a wait may be on more than the state (a held start)
 
     def _timer_fired(self, kind: TimerKind) -> None:
         del self._timers[kind]
@@ -262,8 +317,11 @@ class ProcessDriver:
                 stderr: int = stdout
             else:
                 stderr = self._stderr.write_fd if self._stderr else subprocess.DEVNULL
+            argv = list(settings.command)
+            if self._launch is not None:
+                argv = self._launch(self.spec, argv, env)
             popen = subprocess.Popen(
-                settings.command,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -286,15 +344,32 @@ class ProcessDriver:
         self._popen = popen
         self._run = _Run(self.name, popen.pid, self._reaper)
         self._started_at = self._wall_clock()
-        self._reaper.watch(popen.pid, self._exited)
+        self._reaper.watch(popen.pid, functools.partial(self._exited, popen.pid))
         _reset_oom_score(popen.pid)
         self.feed(Spawned(popen.pid))
 
-    def _exited(self, code: int) -> None:
-        self._stopped_at = self._wall_clock()
-        popen, self._popen = self._popen, None
-        if popen is not None:
+    def _follow(self, pid: int) -> None:
+        """MAINPID=: watch `pid` as the main process. Its exit is reaped here once its parent
+        (the first main process, which daemonized) has exited and it is re-parented to
+        sentinel, the subreaper."""
+        log.info("%s: following pid %d as the main process (MAINPID)", self.name, pid)
+        if self._run is not None:
+            self._run.followed.add(pid)
+        self._reaper.watch(pid, functools.partial(self._exited, pid))
+
+    def _exited(self, pid: int, code: int) -> None:
+        popen = self._popen
+        if popen is not None and popen.pid == pid:
+            self._popen = None
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
+        if self._run is not None:
+            self._run.followed.discard(pid)  # reaped: the number may be reused from now on
+        if self._machine.pid != pid:
+            # The first process of a program that named another as its MAINPID: expected.
+            what = describe_exit(code)
+            log.info("%s: pid %d %s; the main process is %s", self.name, pid, what, self.pid)
+            return
+        self._stopped_at = self._wall_clock()
         run = self._run
         leftovers = run is not None and run.alive()
         if leftovers and run is not None:
@@ -344,6 +419,7 @@ class _Run:
         self.name, self.pgid, self._reaper = name, pgid, reaper
         self._escaped: set[int] = set()
         self._signalled: set[int] = set()  # escaped descendants that had the stop signal
+        self.followed: set[int] = set()  # main processes named by MAINPID=
         self._group_empty = False
         self._unwatch: Callable[[], None] | None = None
 
@@ -358,6 +434,10 @@ class _Run:
         """`sig` (and SIGCONT) to the group if `group`, and once to each escaped descendant."""
         if group and not self._group_empty:
             _signal_group(self.pgid, sig)
+        for pid in self.followed - self._signalled:
+            if _alive(pid):  # a daemon in a session of its own, its parent still running
+                _signal_pid(pid, sig)
+                self._signalled.add(pid)
         self._find_escaped()
         for pid in self._escaped - self._signalled:
             _signal_pid(pid, sig)
@@ -366,6 +446,9 @@ class _Run:
     def kill(self) -> None:
         if not self._group_empty:
             _signal_group(self.pgid, signal.SIGKILL)
+        for pid in self.followed:
+            if _alive(pid):
+                _signal_pid(pid, signal.SIGKILL)
         self._find_escaped()
         for pid in self._escaped:
             _signal_pid(pid, signal.SIGKILL)

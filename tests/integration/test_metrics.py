@@ -50,7 +50,7 @@ ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
 RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
 GRAFANA = "https://grafana.example.com/"
-REASONS = {"exited", "liveness", "manual", "reload"}
+REASONS = {"exited", "liveness", "manual", "reload", "watchdog"}
 STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
 PER_PROCESS = {
     "sentinel_program_up",
@@ -63,6 +63,13 @@ PER_PROCESS = {
     "sentinel_program_last_exit_code",
     "sentinel_program_cpu_seconds_total",
     "sentinel_program_resident_memory_bytes",
+    "sentinel_program_ready",
+    "sentinel_program_waiting",
+}
+PER_PROGRAM = {
+    "sentinel_rolling_restart_remaining",
+    "sentinel_rolling_restarts_total",
+    "sentinel_rolling_restart_stopped",
 }
 PER_PROBE = {
     "sentinel_probe_success",
@@ -222,6 +229,13 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
         "readiness",
     }
     assert not_zero(off) == [("sentinel_program_state", {"state": "STOPPED"})]
+    # Each program has its rolling restart series from start-up, zeros.
+    for program in ("app", "off", "pool"):
+        series = [
+            s for s in samples if s.labels.get("program") == program and s.name in PER_PROGRAM
+        ]
+        assert {s.name for s in series} == PER_PROGRAM
+        assert all(s.value == 0 for s in series)
     assert value(off, "sentinel_program_state", state="STOPPED") == 1
     # Instances share their program; programs share their group (the group defaults to the
     # program's name).

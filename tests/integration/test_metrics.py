@@ -732,11 +732,26 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         # never flapping, so that its restart alerts keep failing (a flapping program's
         # restarts are not sent)
         flapping = {{ restarts = 1000000, window = "1s" }}
+        [programs.hung]
+        command = {SLEEPER}
+        start_seconds = 0
+        notify = true
+        watchdog = "300ms"  # and it never sends WATCHDOG=1
+        backoff = {{ initial = "100ms", max = "200ms" }}
+        alerts = false
+        [programs.rolled]
+        command = {SLEEPER}
+        instances = 2
+        start_seconds = 0
+        notify = true  # and it never sends READY=1: a roll stops at its first instance
+        rolling_timeout = "200ms"
+        alerts = false
     """
     daemon = sentinel(config)
     target = http_address(daemon)
     dead = f"127.0.0.1:{closed_port}"
     daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
+    assert daemon.cli("restart", "--rolling", "rolled").returncode == 1
     good = daemon.config_path.read_text()
     daemon.config_path.write_text(
         good + '[programs.typo]\ncommand = "true"\nstop_timeout = "soon"\n'
@@ -801,7 +816,7 @@ def check_dashboard_rules_and_alerts(
     assert listed == {
         "job": {"sentinel"},
         "instance": {target},
-        "program": {"steady", "crashloop", "livefail", "fatal", "stuck"},
+        "program": {"steady", "crashloop", "livefail", "fatal", "stuck", "hung", "rolled"},
     }
     # The program variable lists programs (above); the per-program panels sum a program's
     # instances, and the Processes table has a row for each process.
@@ -821,8 +836,9 @@ def check_dashboard_rules_and_alerts(
             assert "steady" in processes, processes
             continue
         assert sorted(processes) == sorted(
-            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck"]
-        ), table["refId"]
+            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck", "hung",
+             "rolled_0", "rolled_1"]
+        ), table["refId"]  # fmt: skip
         assert {(r["metric"]["process"], r["metric"]["program"]) for r in rows} >= {
             ("crashloop_0", "crashloop"),
             ("crashloop_1", "crashloop"),
@@ -861,6 +877,8 @@ def check_dashboard_rules_and_alerts(
         ("SentinelProgramFlapping", target, None, "crashloop"),
         ("SentinelLivenessFailing", target, "livefail", "livefail"),
         ("SentinelProgramStuckInBackoff", target, "stuck", "stuck"),
+        ("SentinelProgramWatchdogRestart", target, "hung", "hung"),
+        ("SentinelRollingRestartStopped", target, None, "rolled"),
         ("SentinelConfigReloadFailed", target, None, None),
         ("SentinelNotificationsFailing", target, None, None),
         ("SentinelDown", dead, None, None),

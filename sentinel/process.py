@@ -368,6 +368,10 @@ class ProcessDriver:
             # The first process of a program that named another as its MAINPID: expected.
             what = describe_exit(code)
             log.info("%s: pid %d %s; the main process is %s", self.name, pid, what, self.pid)
+            run = self._run
+            draining = self.state is ProcessState.STOPPING and self.pid is None
+            if draining and run is not None and not run.alive():
+                self.feed(GroupGone())  # it was the last of what the main process left behind
             return
         self._stopped_at = self._wall_clock()
         run = self._run

@@ -242,3 +242,35 @@ def test_a_bad_mainpid_is_ignored(sentinel: Start) -> None:
     running = daemon.wait_event(state_is("liar", "RUNNING"))
     assert daemon.status("liar")["pid"] == running["pid"]
     assert "ignored: not in its process tree" in daemon.log()
+
+
+def test_a_followed_daemon_that_dies_before_its_starter(
+    sentinel: Start, systemd_notify: str, tmp_path: Path
+) -> None:
+    """The daemon named by MAINPID= dies while the process that started it still runs: that
+    is the program's exit; what it left (the starter) is stopped, and the program restarts
+    as soon as it is gone, not after stop_timeout."""
+    pidfile = tmp_path / "daemon.pid"
+    script = (
+        f"(sleep 3600 & echo $! > {pidfile}); "  # the subshell exits: sleep is re-parented
+        f'{systemd_notify} --ready --pid="$(cat {pidfile})"; exec sleep 3600'
+    )
+    daemon = sentinel(f"""
+        [programs.starter]
+        command = {json.dumps(["/bin/sh", "-c", script])}
+        notify = true
+        start_seconds = "notify"
+        stop_timeout = "30s"
+        backoff = {{ initial = "0s" }}
+    """)
+    running = daemon.wait_event(state_is("starter", "RUNNING"))
+    followed = int(pidfile.read_text())
+    assert running["pid"] == followed
+    os.kill(followed, 9)
+    stopping = daemon.next_event(state_is("starter", "STOPPING"))
+    restart = daemon.next_event(
+        lambda e: e["event"] == "restart" and e["process"] == "starter", timeout=10
+    )
+    assert restart["exit_code"] == -9
+    assert restart["timestamp"] - stopping["timestamp"] < 5  # not stop_timeout (30 s)
+    daemon.wait_state("starter", "RUNNING")

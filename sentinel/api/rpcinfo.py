@@ -115,6 +115,8 @@ def process_info(
     stderr = str(spec.stderr_log) if spec is not None and spec.stderr_log else ""
     if state is S.RUNNING:
         description = f"pid {pid}, uptime {datetime.timedelta(seconds=max(now - start, 0))}"
+    elif snapshot.waiting_for:  # STOPPED, its start held: say what for, as `status` does
+        description = snapshot.detail
     elif state in (S.FATAL, S.BACKOFF):
         description = error or f'unknown error (try "tail {snapshot.name}")'
     elif state in (S.STOPPED, S.EXITED):

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import require_binary
 from tests.integration.conftest import SentinelProcess, child, state_is
 
 Start = Callable[[str], SentinelProcess]
@@ -121,6 +122,15 @@ def test_a_fatal_dependency_leaves_its_dependent_waiting(sentinel: Start) -> Non
     assert (status["state"], status["restarts"], status["waiting_for"]) == ("STOPPED", 0, ["db"])
     assert status["detail"] == "waiting for db: FATAL"
     assert "waiting for db: FATAL" in daemon.cli("status").stdout
+    supervisorctl = require_binary("supervisorctl", str(Path(sys.executable).parent))
+    shown = subprocess.run(
+        [supervisorctl, "-s", f"unix://{daemon.socket}", "status", "api"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    assert shown.split(None, 2)[1:] == ["STOPPED", "waiting for db: FATAL\n"], shown
     result = daemon.cli("start", "api")
     assert result.returncode == 1
     assert "waiting for db: FATAL" in result.stdout

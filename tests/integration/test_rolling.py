@@ -233,3 +233,34 @@ def test_reload_rolls_a_changed_program(
     assert first_ready["process"] == "web_0"
     second_start = [e for e in daemon.events if state_is("web_1", "STARTING")(e)][-1]
     assert second_start["timestamp"] >= first_ready["timestamp"]
+
+
+def test_a_roll_takes_the_instances_that_are_not_ready_first(
+    sentinel: Start, tmp_path: Path, listeners: list[SharedListener]
+) -> None:
+    """An instance that is not ready when the roll begins is restarted first (it serves
+    nothing); if it is still not ready, the roll stops there and the ready ones are untouched."""
+    (tmp_path / "broken.2").touch()  # web_2 never says READY=1
+    daemon = sentinel(f"""
+        [programs.web]
+        command = {server(tmp_path)}
+        instances = 3
+        notify = true
+        start_seconds = 0
+        rolling_timeout = "1s"
+    """)
+    for instance in range(2):
+        daemon.wait_event(
+            lambda e, i=instance: (
+                e["event"] == "notify" and e["process"] == f"web_{i}" and e["ready"]
+            )
+        )
+    before = {p["name"]: p["pid"] for p in daemon.api("GET", "/api/v1/programs").json()}
+    result = daemon.cli("restart", "--rolling", "web", timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith("web_0: not restarted")
+    first = daemon.wait_event(lambda e: e["event"] == "rolling" and e["phase"] == "restarting")
+    assert first["process"] == "web_2"
+    after = {p["name"]: p["pid"] for p in daemon.api("GET", "/api/v1/programs").json()}
+    assert (after["web_0"], after["web_1"]) == (before["web_0"], before["web_1"])
+    assert after["web_2"] != before["web_2"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sentinel import dependencies
 from sentinel.accounts import Account, lookup_user
 from sentinel.errors import ConfigError, ConfigProblem
 from sentinel.model import (
@@ -77,6 +78,8 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         problems.extend(_problems_from(exc, path, origin, secrets))
     except RecursionError:
         problems.append(ConfigProblem(str(path), "", "values are nested too deeply"))
+    else:
+        problems.extend(dependencies.check(parsed.programs, origin, path))
     if problems or parsed is None:
         raise ConfigError(problems)
     config = _resolve(path, parsed, document.get("programs", {}), origin, secrets)

@@ -35,16 +35,20 @@ from sentinel.events import (
     Event,
     Fatal,
     Healthy,
+    Notified,
     ProbeResultEvent,
     Restart,
+    RollingRestart,
     StateChanged,
     Unhealthy,
+    Waiting,
 )
 from sentinel.exhaustion import Exhaustion
 from sentinel.logsetup import configure_logging
 from sentinel.metrics import SentinelCollector
 from sentinel.model import Config, ProcessSpec
 from sentinel.notify import Notifier, ProcessContext
+from sentinel.notifysocket import NotifyReceiver
 from sentinel.pids import Pidfd
 from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
@@ -52,6 +56,7 @@ from sentinel.probes.runner import ProbeRunner
 from sentinel.process import ProcessDriver, escapees
 from sentinel.reaper import ChildReaper, children_of_daemon
 from sentinel.scheduling import ProbeScheduler
+from sentinel.snapshot import ProcessTree
 from sentinel.states import ProcessState, RestartReason
 from sentinel.supervisor import Supervisor
 from sentinel.systemd import ServiceManager
@@ -77,6 +82,7 @@ class Daemon:
         self.lock = lock  # the state directory's, held until the process ends
         self._handover: dict[str, Any] = dict((adopted or {}).get("processes", {}))
         self._adopted = frozenset(self._handover)
+        self._notify_handover: dict[str, int] = dict((adopted or {}).get("notify", {}))
         self._reexec_requested = False
         self.bus = EventBus()
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)  # for `sentinel events`
@@ -101,6 +107,9 @@ class Daemon:
         self.probes = ProbeRunner(
             self.bus, self._scheduler, self._http_prober, execs, self._spec_of
         )
+        # sd_notify sockets of programs with notify = true; what they say reaches the driver
+        # (and through it the supervisor) as `notify` events on the bus.
+        self.notify_sockets = NotifyReceiver(config.state_dir / "notify", self.bus, self._tree_of)
         self.supervisor = Supervisor(
             config, self.bus, self._reaper, health=self.probes.health, factory=self._driver
         )
@@ -114,6 +123,10 @@ class Daemon:
         self.bus.subscribe(self.metrics.on_event)
         self.bus.subscribe(self.probes.on_event)
         self.bus.subscribe(self._restart_unhealthy)
+        self.bus.subscribe(self._route_notify)
+        # After the probe runner and the sd_notify route: readiness is read once they took
+        # the event in.
+        self.bus.subscribe(self.supervisor.on_event)
         self.bus.subscribe(self.notifier.on_event)
         self._manager: ServiceManager | None = None  # systemd, when it runs sentinel
         self._status_pending = False
@@ -129,6 +142,7 @@ class Daemon:
             environment=self._environment,
             adopt=adopt,
             exhaustion=self._exhaustion,
+            launch=self.notify_sockets.launch,
         )
 
     def _release_unclaimed(self) -> None:
@@ -203,9 +217,25 @@ class Daemon:
             if driver.spec.settings.essential and driver.state is not ProcessState.RUNNING
         ]
 
+    def _tree_of(self, name: str) -> ProcessTree | None:
+        driver = self.supervisor.drivers.get(name)
+        return driver.tree() if driver is not None else None
+
     def _remember(self, event: Event) -> None:
-        if not isinstance(event, ProbeResultEvent):  # a probe a second would drown the rest
-            self.recent.append(event)
+        if isinstance(event, ProbeResultEvent) or _ping(event):  # would drown the rest
+            return
+        self.recent.append(event)
+
+    def _route_notify(self, event: Event) -> None:
+        """What a program said over sd_notify goes to its driver; a removed process's socket
+        is closed."""
+        if isinstance(event, Notified):
+            driver = self.supervisor.drivers.get(event.process)
+            if driver is not None:
+                driver.notified(event)
+        elif isinstance(event, ConfigReloaded):
+            for name in event.removed:
+                self.notify_sockets.close(name)
 
     def _restart_unhealthy(self, event: Event) -> None:
         """The one feedback path: a failed liveness (or startup) probe restarts the process."""
@@ -223,7 +253,7 @@ class Daemon:
         settings = driver.spec.settings
         return ProcessContext(
             tags=tuple(settings.notify_tags),
-            enabled=settings.notify,
+            enabled=settings.alerts,
             snapshot=driver.snapshot(self.probes.health(name)),
             read_tail=_tail_reader(driver),
         )
@@ -275,6 +305,7 @@ class Daemon:
             if self._reexec_requested:
                 recorder.write()  # what runs now: a crash across the exec still finds it
                 self._exec(audit_log)
+            self.notify_sockets.close_all()
             record_changes()
             await self._release(recorder, audit_log)
             manager.close()
@@ -300,6 +331,14 @@ class Daemon:
         for name, driver in self.supervisor.drivers.items():
             if driver.state is ProcessState.RUNNING and driver.pid is not None:
                 self.probes.resume(name, driver.pid)
+            inherited = self._notify_handover.pop(name, None)
+            if inherited is not None and driver.spec.settings.notify:
+                self.notify_sockets.open(driver.spec, inherited)
+            elif inherited is not None:  # notify is off now: a new spawn gets no socket
+                self.notify_sockets.release(name, inherited)
+        for gone, fd in self._notify_handover.items():  # of processes no longer configured
+            self.notify_sockets.release(gone, fd)
+        self._notify_handover.clear()
         new = [n for n, d in self.supervisor.drivers.items() if n not in self._adopted]
         for name in new:
             if self.supervisor.drivers[name].spec.settings.autostart:
@@ -337,6 +376,7 @@ class Daemon:
             "lock_fd": self.lock.fd if self.lock is not None else None,
             "processes": {n: d.hand_over() for n, d in self.supervisor.drivers.items()},
             "metrics": self.metrics.export(),
+            "notify": self.notify_sockets.hand_over(),
         }
         if self.lock is not None:
             os.set_inheritable(self.lock.fd, True)
@@ -526,10 +566,21 @@ class ProbeLog:
             log.info("%s: %s probe failed: %s", *key, event.detail, extra=fields)
 
 
+def _ping(event: Event) -> bool:
+    """A WATCHDOG=1 with nothing else: a program's heartbeat, not news."""
+    return (
+        isinstance(event, Notified)
+        and event.watchdog
+        and not (event.ready or event.reloading or event.stopping or event.watchdog_trigger)
+        and event.status is None
+        and event.mainpid is None
+    )
+
+
 def log_event(event: Event) -> None:
     """Every state change and restart goes to sentinel's log, with its reason."""
-    if isinstance(event, ProbeResultEvent):
-        return  # ProbeLog's
+    if isinstance(event, ProbeResultEvent) or _ping(event):
+        return  # ProbeLog's; a heartbeat
     fields: dict[str, Any] = {"fields": event.to_dict()}
     if isinstance(event, StateChanged):
         log.info(
@@ -561,6 +612,15 @@ def log_event(event: Event) -> None:
         log.warning("%s: %s", event.process or "sentinel", event.detail, extra=fields)
     elif isinstance(event, Fatal):
         log.error("%s: FATAL: %s", event.process, event.detail, extra=fields)
+    elif isinstance(event, Waiting):
+        log.info("%s: %s", event.process, event.detail or "no longer waiting", extra=fields)
+    elif isinstance(event, RollingRestart):
+        level = logging.WARNING if event.phase == "stopped" else logging.INFO
+        log.log(level, "%s: rolling restart %s: %s", event.program, event.phase, event.detail)
+    elif isinstance(event, Notified) and (event.status is not None or event.ready):
+        what = "READY=1" if event.ready else ""
+        status = f"STATUS={event.status}" if event.status is not None else ""
+        log.info("%s: sd_notify %s", event.process, " ".join(filter(None, (what, status))))
     elif isinstance(event, ConfigReloaded) and event.ok:
         log.info(
             "config reloaded: added %s, removed %s, changed %s",

@@ -123,6 +123,52 @@ class DaemonWarning(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Readiness(ProcessEvent):
+    """The readiness probe (or the startup probe, when there is none) reached a verdict."""
+
+    kind: ClassVar[str] = "readiness"
+    ready: bool
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notified(ProcessEvent):
+    """A program said something over its sd_notify socket (one datagram, from its own
+    process tree). Fields it did not send are None (or False)."""
+
+    kind: ClassVar[str] = "notify"
+    sender: int  # the pid that sent it (SCM_CREDENTIALS)
+    ready: bool = False  # READY=1
+    reloading: bool = False  # RELOADING=1
+    stopping: bool = False  # STOPPING=1
+    watchdog: bool = False  # WATCHDOG=1: a ping
+    watchdog_trigger: bool = False  # WATCHDOG=trigger: the program asks to be restarted
+    status: str | None = None  # STATUS=...
+    mainpid: int | None = None  # MAINPID=..., checked to be in the program's process tree
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting(ProcessEvent):
+    """A start is held back until the processes it depends on are RUNNING and ready."""
+
+    kind: ClassVar[str] = "waiting"
+    waiting_for: tuple[str, ...]
+    detail: str  # "waiting for db: not ready"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollingRestart(ProcessEvent):
+    """A step of a rolling restart of `program`; `process` is the instance concerned."""
+
+    kind: ClassVar[str] = "rolling"
+    program: str
+    phase: str  # started | restarting | ready | completed | stopped
+    done: int  # instances restarted and ready again so far
+    total: int
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class NotificationResult(Event):
     """A notification was sent, failed for good, or was suppressed by the cooldown."""
 

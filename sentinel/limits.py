@@ -38,10 +38,10 @@ def raise_soft_limit() -> int:
 
 def descriptors_of(spec: ProcessSpec) -> int:
     """What one process costs sentinel in file descriptors while it is configured (an
-    inherited stream has no log file of its own)."""
+    inherited stream has no log file of its own; an sd_notify socket is one more)."""
     files = (spec.stdout_log is not None) + (spec.stderr_log is not None)
     inherited = (spec.stdout_inherit is not None) + (spec.stderr_inherit is not None)
-    return FDS_PER_STREAM * files + (FDS_PER_STREAM - 1) * inherited
+    return FDS_PER_STREAM * files + (FDS_PER_STREAM - 1) * inherited + spec.settings.notify
 
 
 def needed(config: Config) -> int:

@@ -11,6 +11,23 @@ escaped it) still run, the process is STOPPING until they are gone, with the sam
 and the same one `stop_timeout` KILL timer as a stop, and only then is the restart decided.
 Nothing of the old process runs when the new one spawns.
 
+Waiting for dependencies is the machine's too, and it is STOPPED: nothing of the process
+runs, and Supervisor's states (which its clients know by number) have no other word for it.
+The supervisor, which knows the dependency graph and who is ready, tells the machine with a
+`Dependencies` input whether the processes it depends on are RUNNING and ready; while they
+are not, every spawn the machine would make (a user's start, autostart, a restart after a
+crash or after the backoff delay) is held: the process is STOPPED with `waiting` set and the
+start kept, and it spawns when the supervisor says they are ready. So a process whose
+dependency has gone FATAL waits with that reason instead of crash looping, and a stop cancels
+the wait. A process that already runs is left alone when a dependency goes away (see the
+supervisor's docstring for why).
+
+What a program says over sd_notify comes in as `Notify`: READY=1 (RUNNING, with
+start_seconds = "notify"; ready, for its dependents and rolling restarts), STATUS=,
+RELOADING=1, STOPPING=1, MAINPID= (the main process is now that one: the driver follows it)
+and WATCHDOG=1, which re-arms the watchdog timer: when it fires the process is restarted with
+reason `watchdog`, through the backoff, as for a failed liveness probe.
+
 Transitions are the table `TRANSITIONS` at the end: for each state, the inputs it accepts,
 the handler, and the states the handler may move to. An input a state does not accept, or a
 move the table does not list, raises `IllegalTransition` (a bug in the driver, never a user
@@ -29,7 +46,16 @@ from typing import Any
 
 from sentinel.backoff import backoff_delay
 from sentinel.errors import IllegalTransition
-from sentinel.events import BackoffStarted, Event, Fatal, Recovered, Restart, StateChanged
+from sentinel.events import (
+    BackoffStarted,
+    Event,
+    Fatal,
+    Notified,
+    Recovered,
+    Restart,
+    StateChanged,
+    Waiting,
+)
 from sentinel.events import Flapping as FlappingEvent
 from sentinel.model import Program
 from sentinel.states import ProcessState, RestartReason
@@ -95,6 +121,8 @@ class TimerKind(enum.Enum):
     KILL = "kill"  # stop_timeout has passed in STOPPING
     ABANDON = "abandon"  # KILL_GRACE has passed since the SIGKILL, and leftovers survive it
     FLAPPING = "flapping"  # a flapping window has passed since the last automatic restart
+    WATCHDOG = "watchdog"  # `watchdog` has passed without a WATCHDOG=1
+    START_TIMEOUT = "start_timeout"  # start_seconds = "notify": start_timeout without READY=1
 
 
 @dataclass(frozen=True)
@@ -102,7 +130,27 @@ class TimerFired:
     kind: TimerKind
 
 
-Input = Start | Stop | RestartRequest | Spawned | SpawnFailed | Exited | GroupGone | TimerFired
+@dataclass(frozen=True)
+class Dependencies:
+    """From the supervisor: whether every process this one depends on is RUNNING and ready.
+    While not, spawns are held (`detail` says what for: "waiting for db: not ready")."""
+
+    ready: bool
+    waiting_for: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A datagram from the program over sd_notify (already checked to come from its tree)."""
+
+    message: Notified
+
+
+Input = (
+    Start | Stop | RestartRequest | Spawned | SpawnFailed | Exited | GroupGone | TimerFired
+    | Dependencies | Notify
+)  # fmt: skip
 
 # --- actions --------------------------------------------------------------------------------
 
@@ -142,7 +190,14 @@ class Publish:
     event: Event
 
 
-Action = Spawn | SendSignal | Kill | SetTimer | CancelTimer | Publish
+@dataclass(frozen=True)
+class Follow:
+    """MAINPID=: `pid`, in the process's tree, is its main process from now on."""
+
+    pid: int
+
+
+Action = Spawn | SendSignal | Kill | SetTimer | CancelTimer | Publish | Follow
 
 
 @dataclass(frozen=True)
@@ -152,6 +207,12 @@ class _Crashed:
 
     origin: ProcessState  # STARTING or RUNNING
     code: int
+
+
+@dataclass(frozen=True)
+class _StartTimedOut:
+    """In STOPPING: start_seconds = "notify" and no READY=1 came within start_timeout; once it
+    is gone, that is a failed start."""
 
 
 def describe_exit(code: int) -> str:
@@ -186,7 +247,13 @@ class ProcessMachine:
         self.flapping = False
         self._restart_times: deque[float] = deque()  # automatic restarts within the window
         self.detail = ""  # the last thing worth telling a user: a spawn error, how it exited
-        self._pending: RestartRequest | _Crashed | None = None  # what to do once stopped
+        self._pending: RestartRequest | _Crashed | _StartTimedOut | None = None  # once stopped
+        self.hold: Dependencies | None = None  # dependencies not ready: spawns are held
+        self.waiting = False  # STOPPED with a start held until the dependencies are ready
+        self._held: RestartRequest | None = None  # the restart a held start is (None: a start)
+        self.notify_ready = False  # READY=1 came in this run (and no RELOADING=1/STOPPING=1)
+        self.notify_status = ""  # the last STATUS= of this run
+        self.notify_phase = ""  # "reloading" or "stopping" after RELOADING=1 / STOPPING=1
         self._actions: list[Action] = []
         self._may_enter: frozenset[ProcessState] = frozenset()
 
@@ -199,6 +266,11 @@ class ProcessMachine:
             pending = {"reason": self._pending.reason.value, "detail": self._pending.detail}
         elif isinstance(self._pending, _Crashed):
             pending = {"origin": self._pending.origin.name, "code": self._pending.code}
+        elif isinstance(self._pending, _StartTimedOut):
+            pending = {"start_timed_out": True}
+        held = None
+        if self._held is not None:
+            held = {"reason": self._held.reason.value, "detail": self._held.detail}
         return {
             "state": self.state.name,
             "pid": self.pid,
@@ -214,6 +286,9 @@ class ProcessMachine:
             "restart_times": list(self._restart_times),
             "detail": self.detail,
             "pending": pending,
+            "waiting": self.waiting,
+            "held": held,
+            "notify": [self.notify_ready, self.notify_status, self.notify_phase],
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -233,8 +308,26 @@ class ProcessMachine:
             self._pending = None
         elif "reason" in pending:
             self._pending = RestartRequest(RestartReason(pending["reason"]), pending["detail"])
+        elif "start_timed_out" in pending:
+            self._pending = _StartTimedOut()
         else:
             self._pending = _Crashed(ProcessState[pending["origin"]], int(pending["code"]))
+        held = data["held"]
+        self.waiting = bool(data["waiting"])
+        self._held = (
+            None if held is None else RestartRequest(RestartReason(held["reason"]), held["detail"])
+        )
+        ready, status, phase = data["notify"]
+        self.notify_ready, self.notify_status, self.notify_phase = (
+            bool(ready),
+            str(status),
+            str(phase),
+        )
+
+    @property
+    def waiting_for(self) -> tuple[str, ...]:
+        """What a held start waits for (empty when not waiting)."""
+        return self.hold.waiting_for if self.waiting and self.hold is not None else ()
 
     @property
     def draining(self) -> bool:
@@ -280,6 +373,9 @@ class ProcessMachine:
     def _spawn(
         self, now: float, restart: RestartRequest | None, exit_code: int | None = None
     ) -> None:
+        if self.hold is not None:
+            self._wait(restart, exit_code)
+            return
         if restart is not None and self._flapping_stops(now, restart):
             return
         if restart is not None:
@@ -299,6 +395,8 @@ class ProcessMachine:
         self.pid, self.spawned_at, self.running_since = None, now, None
         self.backoff_delay, self.backoff_until = 0.0, None
         self._pending = restart
+        self.waiting, self._held = False, None
+        self.notify_ready, self.notify_status, self.notify_phase = False, "", ""
         why = "start requested"
         if restart is not None:
             why = f"restart #{self.restarts}, {restart.reason.value}" + (
@@ -306,6 +404,26 @@ class ProcessMachine:
             )
         self._enter(S.STARTING, why, exit_code)
         self._do(Spawn())
+
+    def _wait(self, restart: RestartRequest | None, exit_code: int | None) -> None:
+        """Hold a spawn until the dependencies are ready: -> STOPPED, waiting."""
+        assert self.hold is not None
+        told = self.waiting and self.detail == self.hold.detail
+        self.waiting, self._held, self._pending = True, restart, None
+        self.backoff_delay, self.backoff_until = 0.0, None
+        self.detail = self.hold.detail
+        if self.state is not S.STOPPED:
+            self._enter(S.STOPPED, self.detail, exit_code)
+        if not told:
+            self._do(Publish(self._waiting_event()))
+
+    def _waiting_event(self) -> Waiting:
+        return Waiting(
+            process=self.name,
+            group=self.group,
+            waiting_for=self.waiting_for,
+            detail=self.detail,
+        )
 
     def _retry(
         self, now: float, restart: RestartRequest, exit_code: int | None, *, ran: bool
@@ -335,7 +453,7 @@ class ProcessMachine:
 
     def _flapping_stops(self, now: float, restart: RestartRequest) -> bool:
         """Count an automatic restart; True if flapping with action "stop" forbids it (-> FATAL)."""
-        if restart.reason not in (RestartReason.EXITED, RestartReason.LIVENESS):
+        if restart.reason not in _AUTOMATIC:
             return False  # a person's restart or a reload is not the program flapping
         policy = self.settings.flapping
         self._restart_times.append(now)
@@ -370,10 +488,18 @@ class ProcessMachine:
         self._enter(S.FATAL, detail, code)
         self._do(Publish(Fatal(process=self.name, group=self.group, detail=detail, exit_code=code)))
 
-    def _begin_stop(self, reason: str, *, group: bool = True) -> None:
-        # STARTING/RUNNING -> STOPPING
+    def _cancel_run_timers(self) -> None:
+        """The timers of a run in STARTING or RUNNING, which end with it."""
         self._do(
             CancelTimer(TimerKind.STARTED),
+            CancelTimer(TimerKind.WATCHDOG),
+            CancelTimer(TimerKind.START_TIMEOUT),
+        )
+
+    def _begin_stop(self, reason: str, *, group: bool = True) -> None:
+        # STARTING/RUNNING -> STOPPING
+        self._cancel_run_timers()
+        self._do(
             SendSignal(self.settings.stop_signal, group),
             SetTimer(TimerKind.KILL, self.settings.stop_timeout),
         )
@@ -412,7 +538,14 @@ class ProcessMachine:
         """The input asks for what is already so (start a RUNNING process, stop a STOPPED one)."""
 
     def _stop(self, _: Stop, now: float) -> None:
-        if self.state is S.BACKOFF:
+        if self.waiting:
+            # STOPPED (waiting) -> STOPPED: the held start is dropped
+            self.waiting, self._held = False, None
+            self.detail = "stop requested"
+            self._do(Publish(self._waiting_event()))
+        elif self.state in (S.STOPPED, S.EXITED, S.FATAL):
+            pass
+        elif self.state is S.BACKOFF:
             # BACKOFF -> STOPPED
             self._do(CancelTimer(TimerKind.BACKOFF))
             self.backoff_delay, self.backoff_until, self._pending = 0.0, None, None
@@ -433,15 +566,27 @@ class ProcessMachine:
 
     def _spawned(self, event: Spawned, now: float) -> None:
         self.pid = event.pid
-        if self.settings.start_seconds <= 0:
+        settings = self.settings
+        if settings.notify and settings.watchdog > 0:
+            self._do(SetTimer(TimerKind.WATCHDOG, settings.watchdog))  # armed from the spawn
+        if settings.starts_on_notify:
+            if settings.start_timeout > 0:
+                self._do(SetTimer(TimerKind.START_TIMEOUT, settings.start_timeout))
+        elif settings.start_delay <= 0:
             self._became_running(now)
         else:
-            self._do(SetTimer(TimerKind.STARTED, self.settings.start_seconds))
+            self._do(SetTimer(TimerKind.STARTED, settings.start_delay))
 
     def _became_running(self, now: float) -> None:
         # STARTING -> RUNNING
         self.running_since, self.failed_starts, self._pending = now, 0, None
-        self._enter(S.RUNNING, f"up for {self.settings.start_seconds:g}s")
+        self._do(CancelTimer(TimerKind.START_TIMEOUT))
+        why = (
+            "READY=1"
+            if self.settings.starts_on_notify
+            else f"up for {self.settings.start_delay:g}s"
+        )
+        self._enter(S.RUNNING, why)
 
     def _started(self, _: TimerFired, now: float) -> None:
         self._became_running(now)
@@ -458,6 +603,8 @@ class ProcessMachine:
     def _exited(self, event: Exited, now: float) -> None:
         """The main process exited on its own (STARTING, RUNNING) or as asked (STOPPING)."""
         self._record_exit(event)
+        if self.state is not S.STOPPING:
+            self._cancel_run_timers()
         if self.state is S.STOPPING:
             if event.leftovers:
                 # What escaped the group only shows once the main process is gone.
@@ -482,10 +629,13 @@ class ProcessMachine:
         code = self.last_exit_code
         if isinstance(pending, _Crashed):
             self._judge_exit(pending.origin, pending.code, now)
+        elif isinstance(pending, _StartTimedOut):
+            self.detail = f"no READY=1 within {self.settings.start_timeout:g}s"
+            self._failed_start(now, code)
         elif pending is None:
             # STOPPING -> STOPPED
             self._enter(S.STOPPED, self.detail, code)
-        elif pending.reason is RestartReason.LIVENESS:
+        elif pending.reason in (RestartReason.LIVENESS, RestartReason.WATCHDOG):
             # STOPPING -> BACKOFF (or STARTING at once)
             self.detail = f"{pending.detail} ({self.detail})"  # why, not only how it ended
             self._reset_backoff_if_it_ran(now)
@@ -532,6 +682,59 @@ class ProcessMachine:
         self.detail = f"left processes that survive SIGKILL for {KILL_GRACE:g}s"
         self._stopped(now)
 
+    def _dependencies(self, event: Dependencies, now: float) -> None:
+        """The supervisor's word on the dependencies: a held start goes ahead once they are
+        ready; a process that runs is left alone either way."""
+        if event.ready:
+            self.hold = None
+            if self.waiting:
+                # STOPPED (waiting) -> STARTING
+                self.waiting = False
+                restart, self._held = self._held, None
+                self._spawn(now, restart)
+            return
+        self.hold = event
+        if self.waiting and self.detail != event.detail:
+            self.detail = event.detail
+            self._do(Publish(self._waiting_event()))
+
+    def _notified(self, event: Notify, now: float) -> None:
+        """What the program said over sd_notify; what does not apply now is ignored."""
+        message, state = event.message, self.state
+        if state not in (S.STARTING, S.RUNNING, S.STOPPING) or self.pid is None:
+            return  # nothing of it runs, or it has not been spawned yet: nothing to say
+        if message.mainpid is not None and message.mainpid != self.pid:
+            self.pid = message.mainpid
+            self._do(Follow(message.mainpid))
+        if message.status is not None:
+            self.notify_status = message.status
+        if message.stopping:
+            self.notify_ready, self.notify_phase = False, "stopping"
+        elif message.reloading:
+            self.notify_ready, self.notify_phase = False, "reloading"
+        if state is S.STOPPING:
+            return
+        if message.ready:
+            self.notify_ready, self.notify_phase = True, ""
+            if state is S.STARTING and self.settings.starts_on_notify:
+                self._became_running(now)
+        if message.watchdog_trigger:
+            self._restart(
+                RestartRequest(RestartReason.WATCHDOG, "the program asked (WATCHDOG=trigger)"), now
+            )
+        elif message.watchdog and self.settings.watchdog > 0:
+            self._do(SetTimer(TimerKind.WATCHDOG, self.settings.watchdog))
+
+    def _watchdog_missed(self, _: TimerFired, now: float) -> None:
+        # STARTING/RUNNING -> STOPPING, then a restart through the backoff
+        detail = f"no WATCHDOG=1 within {self.settings.watchdog:g}s"
+        self._restart(RestartRequest(RestartReason.WATCHDOG, detail), now)
+
+    def _start_timed_out(self, _: TimerFired, now: float) -> None:
+        # STARTING -> STOPPING, then a failed start
+        self._begin_stop(f"no READY=1 within {self.settings.start_timeout:g}s: stopping")
+        self._pending = _StartTimedOut()
+
     def _flapping_over(self, _: TimerFired, now: float) -> None:
         """A whole window passed without an automatic restart (in any state: it is about past
         restarts, not this run)."""
@@ -558,12 +761,22 @@ M = ProcessMachine
 _NOWHERE: frozenset[ProcessState] = frozenset()
 # Where an exit may lead once judged: a restart (at once or after a delay), EXITED, or FATAL
 # (start_retries used up, or flapping with action "stop").
-_JUDGED = frozenset({S.STARTING, S.BACKOFF, S.EXITED, S.FATAL})
-_STARTS = frozenset({S.STARTING})
+# A spawn held for dependencies is STOPPED (waiting) instead of STARTING.
+_JUDGED = frozenset({S.STARTING, S.BACKOFF, S.EXITED, S.FATAL, S.STOPPED})
+_STARTS = frozenset({S.STARTING, S.STOPPED})
+# Restarts that count towards flapping: the program's doing, not a person's or a reload's.
+_AUTOMATIC = frozenset({RestartReason.EXITED, RestartReason.LIVENESS, RestartReason.WATCHDOG})
+_RUN_ROW_EXTRA: _Row = {
+    Dependencies: (M._dependencies, _NOWHERE),
+    Notify: (M._notified, frozenset({S.RUNNING, S.STOPPING})),
+    TimerKind.WATCHDOG: (M._watchdog_missed, frozenset({S.STOPPING})),
+}
 _IDLE_ROW: _Row = {
     Start: (M._start, _STARTS),
     RestartRequest: (M._start, _STARTS),
-    Stop: (M._ignore, _NOWHERE),
+    Stop: (M._stop, _NOWHERE),
+    Dependencies: (M._dependencies, _STARTS),
+    Notify: (M._notified, _NOWHERE),
     TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
 }
 
@@ -576,7 +789,9 @@ TRANSITIONS: Mapping[ProcessState, _Row] = {
         Start: (M._start, _STARTS),
         RestartRequest: (M._start, _STARTS),
         Stop: (M._stop, frozenset({S.STOPPED})),
-        TimerKind.BACKOFF: (M._backoff_over, frozenset({S.STARTING, S.FATAL})),
+        TimerKind.BACKOFF: (M._backoff_over, frozenset({S.STARTING, S.FATAL, S.STOPPED})),
+        Dependencies: (M._dependencies, _NOWHERE),
+        Notify: (M._notified, _NOWHERE),
         TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
     },
     S.STARTING: {
@@ -587,7 +802,9 @@ TRANSITIONS: Mapping[ProcessState, _Row] = {
         SpawnFailed: (M._spawn_failed, _JUDGED),
         Exited: (M._exited, _JUDGED | {S.STOPPING}),
         TimerKind.STARTED: (M._started, frozenset({S.RUNNING})),
+        TimerKind.START_TIMEOUT: (M._start_timed_out, frozenset({S.STOPPING})),
         TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+        **_RUN_ROW_EXTRA,
     },
     S.RUNNING: {
         Start: (M._ignore, _NOWHERE),
@@ -595,6 +812,7 @@ TRANSITIONS: Mapping[ProcessState, _Row] = {
         RestartRequest: (M._restart, frozenset({S.STOPPING})),
         Exited: (M._exited, _JUDGED | {S.STOPPING}),
         TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+        **_RUN_ROW_EXTRA,
     },
     S.STOPPING: {
         Start: (M._ignore, _NOWHERE),
@@ -605,5 +823,7 @@ TRANSITIONS: Mapping[ProcessState, _Row] = {
         TimerKind.KILL: (M._kill_timeout, _NOWHERE),
         TimerKind.ABANDON: (M._abandon, _JUDGED | {S.STOPPED}),
         TimerKind.FLAPPING: (M._flapping_over, _NOWHERE),
+        Dependencies: (M._dependencies, _NOWHERE),
+        Notify: (M._notified, _NOWHERE),
     },
 }

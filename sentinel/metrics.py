@@ -34,6 +34,7 @@ from sentinel.events import (
     NotificationResult,
     ProbeResultEvent,
     Restart,
+    RollingRestart,
 )
 from sentinel.proctree import ProcessTable
 from sentinel.snapshot import ProcessSnapshot
@@ -121,11 +122,32 @@ RELOAD_OK = Definition(
     "sentinel_config_last_reload_successful", "gauge", "1 if the last config reload succeeded."
 )
 BUILD_INFO = Definition("sentinel_build_info", "gauge", "sentinel's version.")
+READY = Definition(
+    "sentinel_program_ready", "gauge", "1 when RUNNING and ready (readiness probe, READY=1)."
+)
+WAITING = Definition(
+    "sentinel_program_waiting", "gauge", "1 while a start waits for the processes it depends on."
+)
+ROLL_REMAINING = Definition(
+    "sentinel_rolling_restart_remaining",
+    "gauge",
+    "Instances the running rolling restart of the program has yet to make ready again.",
+)
+ROLLS = Definition(
+    "sentinel_rolling_restarts", "counter", "Rolling restarts of the program, by result."
+)
+ROLL_STOPPED = Definition(
+    "sentinel_rolling_restart_stopped",
+    "gauge",
+    "1 when the program's last rolling restart stopped at an instance not ready in time.",
+)
+ROLL_RESULTS = ("completed", "stopped")
 # The per-process families, in the order of the exposition.
 PROCESS_FAMILIES = (
     UP, STATE, RESTARTS, BACKOFFS, BACKOFF_DELAY, FLAPPING, START_TIME, EXIT_CODE, CPU, RSS,
-    PROBE_SUCCESS, PROBE_FAILURES, PROBE_DURATION,
+    READY, WAITING, PROBE_SUCCESS, PROBE_FAILURES, PROBE_DURATION,
 )  # fmt: skip
+PROGRAM_FAMILIES = (ROLL_REMAINING, ROLLS, ROLL_STOPPED)
 _LE = (*(go_float(b) for b in PROBE_BUCKETS), "+Inf")
 # sentinel_program_state's values for each current state, in ProcessState order.
 _STATE_VALUES = {c: tuple(1.0 if s is c else 0.0 for s in ProcessState) for c in ProcessState}
@@ -180,7 +202,28 @@ class _ProcessSeries:
         self.exit_code = EXIT_CODE.series(labels)
         self.cpu = CPU.series(labels)
         self.rss = RSS.series(labels)
+        self.ready = READY.series(labels)
+        self.waiting = WAITING.series(labels)
         self.probes = {p: _ProbeSeries((*labels, ("probe", p))) for p in probes}
+
+
+class _ProgramSeries:
+    """The series of one program (its rolling restarts)."""
+
+    def __init__(self, program: str, group: str) -> None:
+        labels = (("program", program), ("group", group))
+        self.remaining = ROLL_REMAINING.series(labels)
+        self.rolls = [ROLLS.series((*labels, ("result", r))) for r in ROLL_RESULTS]
+        self.stopped = ROLL_STOPPED.series(labels)
+
+
+@dataclass
+class _Rolls:
+    """What the rolling restarts of one program have done."""
+
+    remaining: int = 0
+    results: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROLL_RESULTS, 0))
+    stopped: bool = False
 
 
 @dataclass
@@ -231,11 +274,20 @@ class _ProcessSample:
     probes: tuple[_ProbeSample, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _ProgramSample:
+    series: _ProgramSeries
+    remaining: int
+    results: tuple[int, ...]  # in ROLL_RESULTS order
+    stopped: bool
+
+
 @dataclass(frozen=True)
 class Sample:
     """What one scrape shows, taken on the event loop; render it anywhere."""
 
     processes: tuple[_ProcessSample, ...]
+    programs: tuple[_ProgramSample, ...]
     notifications: tuple[tuple[Series, int], ...]
     reload_ok: bool
     # Descendants that outlived their parent, by process name (they still count in its tree).
@@ -266,6 +318,8 @@ class SentinelCollector(Collector):
         self._cpu_base: dict[str, float] = defaultdict(float)
         self._cpu_last: dict[str, float] = defaultdict(float)
         self._counters: dict[str, _ProcessCounters] = defaultdict(_ProcessCounters)
+        self._program_series: dict[tuple[str, str], _ProgramSeries] = {}
+        self._rolls: dict[str, _Rolls] = defaultdict(_Rolls)
         self.notifications: dict[str, int] = dict.fromkeys(NOTIFICATION_RESULTS, 0)
         self.last_reload_ok = True
         # sentinel's own CPU, memory and descriptors (process_*), as every exporter has them.
@@ -284,6 +338,14 @@ class SentinelCollector(Collector):
             counters.probe_durations[event.probe].observe(event.latency)
             if not event.ok:
                 counters.probe_failures[event.probe] += 1
+        elif isinstance(event, RollingRestart):
+            rolls = self._rolls[event.program]
+            if event.phase in ROLL_RESULTS:
+                rolls.remaining = 0
+                rolls.results[event.phase] += 1
+                rolls.stopped = event.phase == "stopped"
+            else:
+                rolls.remaining = event.total - event.done
         elif isinstance(event, NotificationResult) and event.result in self.notifications:
             self.notifications[event.result] += 1
         elif isinstance(event, ConfigReloaded):
@@ -334,8 +396,23 @@ class SentinelCollector(Collector):
     def sample(self) -> Sample:
         """Everything a scrape shows that the loop owns, copied: call on the loop."""
         known, self._series = self._series, {}
+        known_programs, self._program_series = self._program_series, {}
         processes = []
+        programs = []
         for snapshot in self._snapshots():
+            program_key = (snapshot.program, snapshot.group)
+            if program_key not in self._program_series:
+                program_series = known_programs.get(program_key) or _ProgramSeries(*program_key)
+                self._program_series[program_key] = program_series
+                rolls = self._rolls[snapshot.program]
+                programs.append(
+                    _ProgramSample(
+                        program_series,
+                        rolls.remaining,
+                        tuple(rolls.results.values()),
+                        rolls.stopped,
+                    )
+                )
             key = (snapshot.name, snapshot.program, snapshot.group, snapshot.configured_probes)
             series = self._series[key] = known.get(key) or _ProcessSeries(*key)
             counters = self._counters[snapshot.name]
@@ -363,6 +440,7 @@ class SentinelCollector(Collector):
             )
         return Sample(
             processes=tuple(processes),
+            programs=tuple(programs),
             notifications=tuple(
                 (self._notification_series[r], n) for r, n in self.notifications.items()
             ),
@@ -399,7 +477,7 @@ class SentinelCollector(Collector):
         (up, state, restarts, backoffs, delay, flapping, started, exit_code, cpu, rss) = (
             process_families[:10]
         )
-        success, failures, durations = process_families[10:]
+        ready, waiting, success, failures, durations = process_families[10:]
         for process in sample.processes:
             snapshot, series = process.snapshot, process.series
             current = snapshot.state
@@ -415,12 +493,19 @@ class SentinelCollector(Collector):
             usage = table.tree_usage(*roots)
             cpu.add(series.cpu, self._cpu_counter(snapshot.name, usage.cpu_seconds))
             rss.add(series.rss, usage.rss_bytes)
+            ready.add(series.ready, 1.0 if snapshot.ready else 0.0)
+            waiting.add(series.waiting, 1.0 if snapshot.waiting_for else 0.0)
             for probe in process.probes:
                 success.add(probe.series.success, probe.success)
                 failures.add(probe.series.failures, probe.failures)
                 durations.extend(probe.series.buckets, probe.buckets)
                 durations.add(probe.series.count, probe.count)
                 durations.add(probe.series.sum, probe.sum)
+        remaining, rolls, stopped = (Family(d) for d in PROGRAM_FAMILIES)
+        for program in sample.programs:
+            remaining.add(program.series.remaining, program.remaining)
+            rolls.extend(program.series.rolls, program.results)
+            stopped.add(program.series.stopped, 1.0 if program.stopped else 0.0)
         notifications = Family(NOTIFICATIONS)
         for series_, count in sample.notifications:
             notifications.add(series_, count)
@@ -428,7 +513,7 @@ class SentinelCollector(Collector):
         reload_ok.add(self._reload_series, 1.0 if sample.reload_ok else 0.0)
         info = Family(BUILD_INFO)
         info.add(self._info_series, 1.0)
-        return [*process_families, notifications, reload_ok, info]
+        return [*process_families, remaining, rolls, stopped, notifications, reload_ok, info]
 
     def _cpu_counter(self, name: str, live: float) -> float:
         """The tree's CPU as a counter: what exited members (or earlier runs) used stays

@@ -51,6 +51,8 @@ _SIZE_UNITS = {
 # Longer is a typo, and timers and datetimes overflow on durations near float's range.
 MAX_DURATION = 10 * 365 * 86400.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# depends_on: a program's name, or GROUP:* (every program of the group)
+DEPENDENCY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(:\*)?$"
 
 
 def parse_duration(value: object) -> float:
@@ -117,6 +119,16 @@ def parse_command(value: object) -> object:
         except ValueError as exc:
             raise ValueError(f"cannot split the command: {exc}") from exc
     return value
+
+
+def parse_start_seconds(value: object) -> float | str:
+    """start_seconds: a duration, or "notify" (RUNNING on READY=1)."""
+    if value == "notify":
+        return "notify"
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f'{exc} (or "notify": RUNNING on READY=1)') from None
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -264,7 +276,9 @@ class MetricsSection(Listening):
         return None if self.listen is None else split_host_port(self.listen)
 
 
-NotifyEvent = Literal["restart", "backoff", "fatal", "flapping", "unhealthy", "recovered"]
+NotifyEvent = Literal[
+    "restart", "backoff", "fatal", "flapping", "unhealthy", "recovered", "rolling"
+]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = typing.get_args(NotifyEvent)
 
 
@@ -493,7 +507,11 @@ class Program(Frozen):
     essential: bool = False
     autorestart: Literal["always", "on-failure", "never"] = "on-failure"
     exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = [0]
-    start_seconds: Duration = 1.0
+    # Up this long = RUNNING; "notify": RUNNING when the program sends READY=1 (needs notify)
+    start_seconds: Annotated[float | Literal["notify"], BeforeValidator(parse_start_seconds)] = 1.0
+    start_timeout: Duration = (
+        90.0  # with start_seconds = "notify": no READY=1 by then, a failed start
+    )
     start_retries: int = Field(default=3, ge=0)
     stop_signal: Annotated[signal.Signals, BeforeValidator(parse_signal)] = signal.SIGTERM
     stop_timeout: Duration = 10.0
@@ -502,8 +520,14 @@ class Program(Frozen):
     redirect_stderr: bool = False
     backoff: Backoff = Backoff()
     flapping: FlappingPolicy = FlappingPolicy()
-    notify: bool = True  # false: this program sends no notifications
+    alerts: bool = True  # false: this program sends no alerts
     notify_tags: list[str] = []  # apprise tags its alerts go to; none: every URL
+    # Names of programs, or GROUP:*, that must be RUNNING and ready before this one starts
+    depends_on: list[Annotated[str, Field(pattern=DEPENDENCY_PATTERN)]] = []
+    notify: bool = False  # true: the program gets NOTIFY_SOCKET and speaks sd_notify to sentinel
+    watchdog: Duration = 0.0  # with notify: WATCHDOG=1 expected this often, else a restart
+    reload: Literal["restart", "rolling"] = "restart"  # how a reload restarts a changed program
+    rolling_timeout: Duration = 120.0  # a rolling restart stops at an instance not ready by then
     liveness: Probe | None = None  # failing -> restart (reason liveness)
     readiness: Probe | None = None  # failing -> not ready; never restarts
     startup: Probe | None = None  # holds liveness off until it has passed once
@@ -514,6 +538,26 @@ class Program(Frozen):
         if not value or not value[0]:
             raise ValueError("expected a command: a non-empty list of strings or a string")
         return value
+
+    @model_validator(mode="after")
+    def _notify_settings(self) -> Program:
+        if not self.notify and self.watchdog > 0:
+            raise ValueError("watchdog needs notify = true: WATCHDOG=1 comes over sd_notify")
+        if not self.notify and self.starts_on_notify:
+            raise ValueError(
+                'start_seconds = "notify" needs notify = true: READY=1 comes over sd_notify'
+            )
+        return self
+
+    @property
+    def starts_on_notify(self) -> bool:
+        """RUNNING when the program says READY=1, rather than after start_seconds."""
+        return self.start_seconds == "notify"
+
+    @property
+    def start_delay(self) -> float:
+        """start_seconds as a number (0 with "notify": no time is enough by itself)."""
+        return 0.0 if isinstance(self.start_seconds, str) else self.start_seconds
 
 
 class ConfigFile(Frozen):

@@ -40,6 +40,7 @@ from sentinel.events import (
     NotificationResult,
     Recovered,
     Restart,
+    RollingRestart,
     StateChanged,
     Unhealthy,
 )
@@ -262,7 +263,11 @@ class Notifier:
             return False
         if isinstance(event, Restart) and event.process in self._announced:
             self._announced.discard(event.process)
-            return event.reason in (RestartReason.EXITED, RestartReason.LIVENESS)
+            return event.reason in (
+                RestartReason.EXITED,
+                RestartReason.LIVENESS,
+                RestartReason.WATCHDOG,
+            )
         return False
 
     def _describe(self, event: Event) -> tuple[str, str, str, str, str] | None:
@@ -295,6 +300,15 @@ class Notifier:
                 event.process,
                 f"{event.process} is flapping ({what})",
                 what,
+                "failure",
+            )
+        if isinstance(event, RollingRestart) and event.phase == "stopped":
+            # The deploy is half done: some instances run the new version, some the old.
+            return (
+                "rolling",
+                event.process,
+                f"{event.program}: rolling restart stopped at {event.process}",
+                event.detail,
                 "failure",
             )
         if isinstance(event, Unhealthy):

@@ -11,6 +11,7 @@ KillMode=control-group); the driver only reports and acts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -26,17 +27,20 @@ from typing import Any
 from sentinel.accounts import lookup_user
 from sentinel.bus import EventBus
 from sentinel.environ import ChildEnvironment
-from sentinel.events import DaemonWarning, StateChanged
+from sentinel.events import DaemonWarning, Notified, StateChanged
 from sentinel.exhaustion import Exhaustion, is_exhaustion
 from sentinel.inherit import InheritedOutput, Outputs
 from sentinel.logs import LogCapture
 from sentinel.machine import (
     Action,
     CancelTimer,
+    Dependencies,
     Exited,
+    Follow,
     GroupGone,
     Input,
     Kill,
+    Notify,
     ProcessMachine,
     Publish,
     RestartRequest,
@@ -49,6 +53,7 @@ from sentinel.machine import (
     Stop,
     TimerFired,
     TimerKind,
+    describe_exit,
 )
 from sentinel.model import LogSpec, ProcessSpec
 from sentinel.pids import (
@@ -61,7 +66,7 @@ from sentinel.pids import (
     stat_of,
 )
 from sentinel.reaper import ChildReaper, children_of_daemon, environment_of
-from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot
+from sentinel.snapshot import NO_PROBES, HealthStatus, ProcessSnapshot, ProcessTree
 from sentinel.states import STOPPED_STATES, ProcessState, RestartReason
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,9 @@ Sink = LogCapture | InheritedOutput  # where a child's stdout or stderr goes
 PROCESS_ENV = "SENTINEL_PROCESS_NAME"
 GROUP_ENV = "SENTINEL_GROUP_NAME"
 _ENV_KEY = PROCESS_ENV.encode()
+# What a spawn needs beyond the program's own settings (sd_notify's socket and watchdog):
+# (spec, argv, environment to add to) -> the argv to run.
+Launch = Callable[[ProcessSpec, list[str], dict[str, str]], list[str]]
 
 
 class ProcessDriver:
@@ -91,10 +99,12 @@ class ProcessDriver:
         environment: ChildEnvironment | None = None,
         adopt: Mapping[str, Any] | None = None,
         exhaustion: Exhaustion | None = None,
+        launch: Launch | None = None,
     ) -> None:
         """`outputs`: sentinel's own stdout and stderr, shared by every driver; `adopt`:
         what `hand_over` gave before a re-exec: the process runs on, adopted."""
         self.spec = spec
+        self._launch = launch
         self._bus = bus
         self._reaper = reaper
         self._environment = environment or ChildEnvironment()
@@ -112,6 +122,7 @@ class ProcessDriver:
         self._waiters: list[tuple[Callable[[ProcessState], bool], asyncio.Future[None]]] = []
         self._next_spec: ProcessSpec | None = None
         self._outputs = outputs or Outputs(self._loop)
+        self.depends_on: tuple[str, ...] = ()  # the processes it waits for (the supervisor's)
         self._sinks: tuple[Sink | None, Sink | None] = (None, None)
         if adopt is None:
             self._open_logs()
@@ -140,6 +151,41 @@ class ProcessDriver:
 
     def restart(self, reason: RestartReason, detail: str = "") -> None:
         self.feed(RestartRequest(reason, detail))
+
+    def dependencies(
+        self, ready: bool, waiting_for: tuple[str, ...] = (), detail: str = ""
+    ) -> None:
+        """Whether what it depends on is RUNNING and ready (the supervisor's word)."""
+        self.feed(Dependencies(ready, waiting_for, detail))
+
+    def notified(self, message: Notified) -> None:
+        """What the program said over sd_notify."""
+        self.feed(Notify(message))
+
+    @property
+    def waiting(self) -> bool:
+        """STOPPED with a start held until its dependencies are ready."""
+        return self._machine.waiting
+
+    @property
+    def waiting_for(self) -> tuple[str, ...]:
+        return self._machine.waiting_for
+
+    def is_ready(self, health: HealthStatus = NO_PROBES) -> bool:
+        """RUNNING, its readiness probe (if any) passed and, with notify, READY=1 came."""
+        m = self._machine
+        return (
+            m.state is ProcessState.RUNNING
+            and health.ready
+            and (m.notify_ready or not self.spec.settings.notify)
+        )
+
+    def tree(self) -> ProcessTree | None:
+        """The pids that make up the running process, for a sender's credentials."""
+        run, pid = self._run, self._machine.pid
+        if run is None or pid is None:
+            return None
+        return ProcessTree(main=pid, pgid=run.pgid, followed=frozenset(run.followed))
 
     def send_signal(self, sig: signal.Signals) -> bool:
         """Send a user's signal to the running process's group (`sentinel signal`), alone.
@@ -197,7 +243,7 @@ class ProcessDriver:
             uptime_seconds=now - spawned if m.pid is not None and spawned is not None else 0.0,
             start_time=self._started_at,
             health=health.health,
-            ready=state is ProcessState.RUNNING and health.ready,
+            ready=self.is_ready(health),
             probes=health.probes,
             configured_probes=spec.probe_kinds,
             backoff_attempt=m.attempt,
@@ -206,6 +252,10 @@ class ProcessDriver:
             flapping=m.flapping,
             detail=m.detail,
             stop_time=self._stopped_at,
+            depends_on=self.depends_on,
+            waiting_for=m.waiting_for,
+            notify_status=m.notify_status,
+            notify_phase=m.notify_phase,
         )
 
     def hand_over(self) -> dict[str, Any]:
@@ -229,6 +279,9 @@ class ProcessDriver:
                 "main": run.main.pid if run.main is not None else None,
                 "start": run.start,
                 "draining": run.watching,
+                "followed": [
+                    [pid, start_time(pid)] for pid, fd in run.followed.items() if not fd.exited()
+                ],
             }
         return data
 
@@ -255,8 +308,13 @@ class ProcessDriver:
             # Still sentinel's unreaped child: its pid cannot have been reused.
             main = Pidfd.open(run["main"], run["start"]) if run["main"] is not None else None
             self._run = _Run(self.name, run["pgid"], self._reaper, main, run["start"])
+            for pid, start in run["followed"]:
+                followed = Pidfd.open(pid, start)
+                if followed is not None:
+                    self._run.followed[pid] = followed
             if self._machine.pid is not None:
-                self._reaper.watch(self._machine.pid, self._exited)
+                pid = self._machine.pid
+                self._reaper.watch(pid, functools.partial(self._exited, pid))
             elif run["draining"]:
                 self._run.watch(lambda: self.feed(GroupGone()))
         for kind, when in data["timers"].items():
@@ -304,12 +362,17 @@ class ProcessDriver:
                 self._timers[kind] = self._loop.call_later(delay, self._timer_fired, kind)
             case CancelTimer(kind=kind):
                 self._cancel_timer(kind)
+            case Follow(pid=pid):
+                self._follow(pid)
             case Publish(event=event):
                 published = self._bus.publish(event)
-                if isinstance(published, StateChanged):
-                    if published.old is ProcessState.STOPPING and self._run is not None:
-                        self._run.unwatch()  # stopped, or given up on: no GroupGone to come
-                    self._wake_waiters()
+                if (
+                    isinstance(published, StateChanged)
+                    and published.old is ProcessState.STOPPING
+                    and self._run is not None
+                ):
+                    self._run.unwatch()  # stopped, or given up on: no GroupGone to come
+                self._wake_waiters()  # a wait may be on more than the state (a held start)
 
     def _timer_fired(self, kind: TimerKind) -> None:
         del self._timers[kind]
@@ -352,8 +415,11 @@ class ProcessDriver:
                 stderr: int = stdout
             else:
                 stderr = err.write_fd if err else subprocess.DEVNULL
+            argv = list(settings.command)
+            if self._launch is not None:
+                argv = self._launch(self.spec, argv, env)
             popen = subprocess.Popen(
-                settings.command,
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -383,15 +449,37 @@ class ProcessDriver:
         # Opened before anything can reap it: the pidfd names this child for good.
         self._run = _Run(self.name, popen.pid, self._reaper, Pidfd.open(popen.pid))
         self._started_at = self._wall_clock()
-        self._reaper.watch(popen.pid, self._exited)
+        self._reaper.watch(popen.pid, functools.partial(self._exited, popen.pid))
         _reset_oom_score(popen.pid)
         self.feed(Spawned(popen.pid))
 
-    def _exited(self, code: int) -> None:
-        self._stopped_at = self._wall_clock()
-        popen, self._popen = self._popen, None
-        if popen is not None:
+    def _follow(self, pid: int) -> None:
+        """MAINPID=: watch `pid` as the main process. Its exit is reaped here once its parent
+        (the first main process, which daemonized) has exited and it is re-parented to
+        sentinel, the subreaper."""
+        log.info("%s: following pid %d as the main process (MAINPID)", self.name, pid)
+        pidfd = Pidfd.open(pid)
+        if self._run is not None and pidfd is not None:
+            self._run.followed[pid] = pidfd
+        self._reaper.watch(pid, functools.partial(self._exited, pid))
+
+    def _exited(self, pid: int, code: int) -> None:
+        popen = self._popen
+        if popen is not None and popen.pid == pid:
+            self._popen = None
             popen.returncode = code  # reaped by the reaper: tell Popen, so it does not warn
+        if self._run is not None and pid in self._run.followed:
+            self._run.followed.pop(pid).close()  # reaped: the number may be reused from now on
+        if self._machine.pid != pid:
+            # The first process of a program that named another as its MAINPID: expected.
+            what = describe_exit(code)
+            log.info("%s: pid %d %s; the main process is %s", self.name, pid, what, self.pid)
+            run = self._run
+            draining = self.state is ProcessState.STOPPING and self.pid is None
+            if draining and run is not None and not run.alive():
+                self.feed(GroupGone())  # it was the last of what the main process left behind
+            return
+        self._stopped_at = self._wall_clock()
         run = self._run
         if run is not None:
             run.reaped()  # from now on its pid, and its group's number, may be anybody's
@@ -479,6 +567,9 @@ class _Run:
         self.start = start if start is not None else start_time(pgid)  # the main's start time
         self._escaped: set[int] = set()
         self._signalled: set[int] = set()  # escaped descendants that had the stop signal
+        # Main processes named by MAINPID=: not sentinel's children until their parent exits,
+        # so named by pidfd, never by a number their parent's reaping could free.
+        self.followed: dict[int, Pidfd] = {}
         self._group_empty = False
         self._unwatch: Callable[[], None] | None = None
 
@@ -499,6 +590,12 @@ class _Run:
         """`sig` (and SIGCONT) to the group if `group`, and once to each escaped descendant."""
         if group and not self._group_empty:
             self._signal_group(sig, resume=True)
+        for pid, pidfd in self.followed.items():
+            if pid not in self._signalled:  # a daemon in a session of its own
+                pidfd.send(sig)
+                if sig not in (signal.SIGKILL, signal.SIGCONT):
+                    pidfd.send(signal.SIGCONT)
+                self._signalled.add(pid)
         self._find_escaped()
         for pid in self._escaped - self._signalled:
             _signal_pid(pid, sig)
@@ -513,6 +610,8 @@ class _Run:
     def kill(self) -> None:
         if not self._group_empty:
             self._signal_group(signal.SIGKILL, resume=False)
+        for pidfd in self.followed.values():
+            pidfd.send(signal.SIGKILL)
         self._find_escaped()
         for pid in self._escaped:
             _signal_pid(pid, signal.SIGKILL)

@@ -44,6 +44,16 @@ class HealthStatus:
 NO_PROBES = HealthStatus(Health.UNKNOWN, True, ())
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessTree:
+    """The pids a running process is made of, as far as its own sentinel knows them: who may
+    speak for it over sd_notify. Its descendants are found from these."""
+
+    main: int  # the main process (MAINPID=, once it named one)
+    pgid: int  # the process group it was spawned in (numbered after the first main pid)
+    followed: frozenset[int] = frozenset()  # main processes it named with MAINPID=
+
+
 class ProcessSnapshot(NamedTuple):
     """A process at one moment. A named tuple, not a frozen dataclass: as immutable and as
     typed, and built in half the time (a frozen dataclass sets each field through
@@ -69,6 +79,10 @@ class ProcessSnapshot(NamedTuple):
     flapping: bool
     detail: str  # why it is in this state, in words
     stop_time: float | None = None  # unix time the last run's main process exited
+    depends_on: tuple[str, ...] = ()  # the processes that must be ready before it starts
+    waiting_for: tuple[str, ...] = ()  # of those, the ones a held start waits for now
+    notify_status: str = ""  # the program's last sd_notify STATUS= in this run
+    notify_phase: str = ""  # "reloading" or "stopping", as the program said over sd_notify
 
     @property
     def failing_probes(self) -> str:
@@ -104,6 +118,10 @@ class ProcessSnapshot(NamedTuple):
             "backoff_remaining_seconds": _ms(self.backoff_remaining_seconds),
             "flapping": self.flapping,
             "detail": self.detail,
+            "depends_on": list(self.depends_on),
+            "waiting_for": list(self.waiting_for),
+            "notify_status": self.notify_status,
+            "notify_phase": self.notify_phase,
         }
 
     @classmethod
@@ -140,6 +158,10 @@ class ProcessSnapshot(NamedTuple):
             detail=str(data["detail"]),
             # .get: a daemon from before stop_time still answers a newer CLI
             stop_time=None if data.get("stop_time") is None else float(data["stop_time"]),
+            depends_on=tuple(str(n) for n in data.get("depends_on", ())),
+            waiting_for=tuple(str(n) for n in data.get("waiting_for", ())),
+            notify_status=str(data.get("notify_status", "")),
+            notify_phase=str(data.get("notify_phase", "")),
         )
 
 

@@ -32,6 +32,7 @@ class RestartReason(enum.StrEnum):
     LIVENESS = "liveness"  # the liveness probe failed failure_threshold times in a row
     MANUAL = "manual"  # a user asked for a restart
     RELOAD = "reload"  # the config changed on reload
+    WATCHDOG = "watchdog"  # a program with `watchdog` sent no WATCHDOG=1 within it (sd_notify)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(
     monitoring-plugins-basic  # check_http, check_tcp as exec probes
     redis-server  # the bundled redis_ping check against the real thing
     postgresql  # the bundled postgres_ready check against the real thing
-    systemd  # systemd-analyze verify / security of the shipped unit
+    systemd  # systemd-analyze verify / security of the shipped unit; systemd-notify, a program speaking sd_notify
     faketime  # libfaketime: steps of the daemon's wall clock, under a real sentinel run
 )
 

@@ -26,13 +26,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from sentinel import __version__
-from sentinel.api.control import BadRequest, Control, LogReader
+from sentinel.api.control import BadRequest, Control, LogReader, RollOutcome
 from sentinel.api.params import (
     FOLLOW,
     HISTORY,
     LENGTH,
     MAX_LOG_READ,
     OFFSET,
+    ROLLING,
     STREAM,
     TAIL_BYTES,
     WAIT,
@@ -108,7 +109,10 @@ class _Endpoints:
 
     async def _command(self, request: Request, action: str) -> Response:
         params = request.path_params
-        if "name" in params:
+        rolling = action == "restart" and ROLLING.read(request)
+        if "name" in params and rolling:
+            selection = params["name"]  # a process, or a program's processes
+        elif "name" in params:
             selection = self._process(request)
         elif "group" in params:
             selection = f"{params['group']}:*"
@@ -116,6 +120,12 @@ class _Endpoints:
             selection = "all"
         wait = WAIT.read(request)
         sig = await _requested_signal(request) if action == "signal" else None
+        rolls: list[dict[str, Any]] | None = None
+        if rolling:  # its selection may name a program, which select() does not take
+            results, outcomes = await self.processes.rolling_restart([selection], wait)
+            names = list(results)
+            rolls = [_roll_result(o) for o in outcomes]
+            return self._answer(request, "rolling restart", selection, names, results, rolls=rolls)
         names = self.processes.select([selection])
         if sig is not None:
             results = self.processes.signal(names, sig)
@@ -125,16 +135,29 @@ class _Endpoints:
             results = await self.processes.stop(names, wait)
         else:
             results = await self.processes.restart(names, wait)
-        failed = sorted(name for name, ok in results.items() if not ok)
         what = action if sig is None else f"signal {sig.name}"
+        return self._answer(request, what, selection, names, results)
+
+    def _answer(
+        self,
+        request: Request,
+        what: str,
+        selection: str,
+        names: list[str],
+        results: dict[str, bool],
+        *,
+        rolls: list[dict[str, Any]] | None = None,
+    ) -> Response:
+        failed = sorted(name for name, ok in results.items() if not ok)
         audit(request, what, selection, f"failed: {', '.join(failed)}" if failed else "ok")
-        return JSONResponse(
-            {
-                "ok": not failed,
-                "results": results,
-                "processes": [p.to_dict() for p in self.processes.snapshots(names)],
-            }
-        )
+        answer: dict[str, Any] = {
+            "ok": not failed,
+            "results": results,
+            "processes": [p.to_dict() for p in self.processes.snapshots(names)],
+        }
+        if rolls is not None:
+            answer["rolling"] = rolls
+        return JSONResponse(answer)
 
     def _log_of(self, request: Request) -> LogReader:
         stream = STREAM.read(request)
@@ -343,6 +366,16 @@ def _signal_named(name: str) -> signal.Signals:
         return parse_signal(int(name) if name.isascii() and name.isdigit() else name)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def _roll_result(outcome: RollOutcome) -> dict[str, Any]:
+    return {
+        "program": outcome.program,
+        "restarted": list(outcome.restarted),
+        "stopped_at": outcome.stopped_at,
+        "left": list(outcome.left),
+        "detail": outcome.detail,
+    }
 
 
 def _error(status: int, message: str) -> Response:

@@ -52,6 +52,29 @@ class Processes(Protocol):
 
     def signal(self, names: Iterable[str], sig: signal.Signals) -> dict[str, bool]: ...
 
+    async def rolling_restart(
+        self, names: Iterable[str], wait: bool = ...
+    ) -> tuple[dict[str, bool], Sequence[RollOutcome]]: ...
+
+
+class RollOutcome(Protocol):
+    """How a rolling restart of one program went (rolling.RollResult)."""
+
+    @property
+    def program(self) -> str: ...
+
+    @property
+    def restarted(self) -> tuple[str, ...]: ...
+
+    @property
+    def stopped_at(self) -> str | None: ...
+
+    @property
+    def left(self) -> tuple[str, ...]: ...
+
+    @property
+    def detail(self) -> str: ...
+
 
 class Control(Protocol):
     """What the API needs from the daemon."""

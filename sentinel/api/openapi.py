@@ -23,6 +23,7 @@ from sentinel.api.params import (
     LENGTH,
     MAX_LOG_READ,
     OFFSET,
+    ROLLING,
     STREAM,
     WAIT,
     BoolParam,
@@ -102,6 +103,21 @@ PROCESS = _closed(
     backoff_remaining_seconds=_of("number", "what is left of it", minimum=0),
     flapping=_of("boolean", "restarting too often (see `flapping`)"),
     detail=_of("string", "why it is in this state, in words"),
+    depends_on={
+        "type": "array",
+        "description": "the processes that must be RUNNING and ready before it starts",
+        "items": {"type": "string"},
+    },
+    waiting_for={
+        "type": "array",
+        "description": "of those, the ones its held start waits for now (it is STOPPED)",
+        "items": {"type": "string"},
+    },
+    notify_status=_of("string", "the program's last sd_notify `STATUS=` in this run"),
+    notify_phase={
+        "description": "`reloading` or `stopping`, as the program said over sd_notify",
+        "enum": ["", "reloading", "stopping"],
+    },
 )
 
 PROBE_STATUS = _closed(
@@ -121,6 +137,7 @@ _FIELD_TYPES: dict[object, Schema] = {
     float: {"type": "number"},
     bool: {"type": "boolean"},
     int | None: {"type": ["integer", "null"]},
+    str | None: {"type": ["string", "null"]},
     ProcessState: {"enum": [s.name for s in ProcessState]},
     RestartReason: {"enum": [r.value for r in RestartReason]},
     tuple[str, ...]: {"type": "array", "items": {"type": "string"}},
@@ -279,7 +296,10 @@ COMMANDS = {
     "to start.",
     "stop": "Stop (the stop signal, then SIGKILL after `stop_timeout`), and (unless "
     "`wait=false`) answer when each process has stopped.",
-    "restart": "Stop, then start; waits as `stop` and `start` do.",
+    "restart": "Stop, then start; waits as `stop` and `start` do. With `rolling=true`, each "
+    "program's processes one at a time, each RUNNING and ready before the next (on "
+    "`/api/v1/programs/{name}`, `name` may then be a program's); an instance not ready within "
+    "its `rolling_timeout` stops the roll, and `rolling` says where.",
     "signal": "Send a signal to each running process. Name it in the query (`?signal=HUP`) "
     'or in a JSON body (`{"signal": "HUP"}`); the query wins, but a body is checked all the '
     "same. A process that is not running gets nothing, and its result is false.",
@@ -309,6 +329,8 @@ def _commands() -> dict[str, Schema]:
     for prefix, suffix, whom, path_params in targets:
         for verb, what in COMMANDS.items():
             parameters = [*path_params, _query(WAIT, "wait for the wanted state")]
+            if verb == "restart":
+                parameters.append(_query(ROLLING, "one instance of a program at a time"))
             if verb == "signal":
                 parameters.append(
                     {"name": "signal", "in": "query", "description": "the signal", "schema": SIGNAL}
@@ -454,15 +476,39 @@ DOCUMENT: Schema = {
         "schemas": {
             "Process": PROCESS,
             "ProbeStatus": PROBE_STATUS,
-            "CommandResult": _closed(
-                "What a command did.",
-                ok=_of("boolean", "every process did what was asked"),
-                results={
-                    "type": "object",
-                    "description": "by process name: whether it did",
-                    "additionalProperties": {"type": "boolean"},
+            "CommandResult": {
+                **_closed(
+                    "What a command did.",
+                    ok=_of("boolean", "every process did what was asked"),
+                    results={
+                        "type": "object",
+                        "description": "by process name: whether it did",
+                        "additionalProperties": {"type": "boolean"},
+                    },
+                    processes={"type": "array", "items": _ref("Process")},
+                    rolling={
+                        "type": "array",
+                        "description": "a rolling restart: how each program's roll went",
+                        "items": _ref("RollResult"),
+                    },
+                ),
+                "required": ["ok", "results", "processes"],
+            },
+            "RollResult": _closed(
+                "How the rolling restart of one program went.",
+                program=_of("string", "the program"),
+                restarted={
+                    "type": "array",
+                    "description": "restarted and ready again, in order",
+                    "items": {"type": "string"},
                 },
-                processes={"type": "array", "items": _ref("Process")},
+                stopped_at=_of(["string", "null"], "the instance not ready in time"),
+                left={
+                    "type": "array",
+                    "description": "not restarted: the roll stopped before them",
+                    "items": {"type": "string"},
+                },
+                detail=_of("string", "why the roll stopped, in words"),
             ),
             "Error": _closed(
                 "A refused request.",

@@ -106,6 +106,7 @@ MAX_HISTORY = 1000  # events replayed at most on the event stream
 MAX_OFFSET = 1 << 62  # beyond any file, and within a C off_t
 
 WAIT = BoolParam("wait", True)
+ROLLING = BoolParam("rolling", False)
 STREAM = ChoiceParam("stream", ("stdout", "stderr"))
 OFFSET = IntParam("offset", -TAIL_BYTES, -MAX_OFFSET, MAX_OFFSET)
 LENGTH = IntParam("length", 0, 0, MAX_OFFSET)

@@ -115,6 +115,8 @@ def process_info(
     stderr = str(spec.stderr_log) if spec is not None and spec.stderr_log else ""
     if state is S.RUNNING:
         description = f"pid {pid}, uptime {datetime.timedelta(seconds=max(now - start, 0))}"
+    elif snapshot.waiting_for:  # STOPPED, its start held: say what for, as `status` does
+        description = snapshot.detail
     elif state in (S.FATAL, S.BACKOFF):
         description = error or f'unknown error (try "tail {snapshot.name}")'
     elif state in (S.STOPPED, S.EXITED):
@@ -150,7 +152,7 @@ def spawnerr(snapshot: ProcessSnapshot, spec: ProcessSpec | None) -> str:
         if snapshot.detail.startswith("spawn error"):  # exec failed: sentinel's words say why
             return snapshot.detail
         start, stop = snapshot.start_time, snapshot.stop_time
-        start_seconds = spec.settings.start_seconds if spec is not None else 0.0
+        start_seconds = spec.settings.start_delay if spec is not None else 0.0
         if start is not None and stop is not None and stop - start < start_seconds:
             return TOO_QUICK
         return snapshot.detail
@@ -178,7 +180,7 @@ def config_info(spec: ProcessSpec, group_priority: int, in_use: bool) -> dict[st
         "process_prio": s.priority,
         "redirect_stderr": s.redirect_stderr,
         "startretries": s.start_retries,
-        "startsecs": number(s.start_seconds),
+        "startsecs": number(s.start_delay),
         "stopsignal": int(s.stop_signal),
         "stopwaitsecs": number(s.stop_timeout),
         "serverurl": "none",  # children get no SUPERVISOR_SERVER_URL

@@ -187,6 +187,13 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("names", nargs="+", metavar="NAME|GROUP:*|all")
         p.add_argument("--no-wait", action="store_true", help="return once asked, not when done")
+        if verb == "restart":
+            p.add_argument(
+                "--rolling",
+                action="store_true",
+                help="a program's instances one at a time, each ready before the next (NAME "
+                "may be a program); exit 1 if one is not ready within its rolling_timeout",
+            )
     p = command(
         "signal",
         commands.signal,

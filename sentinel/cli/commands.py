@@ -136,11 +136,24 @@ def command_path(name: str, verb: str) -> str:
 Results = list[tuple[ProcessSnapshot, bool]]
 
 
-def _act(cmd: Command, verb: str, params: dict[str, str], waits: bool) -> list[Answer[Results]]:
+def _act(
+    cmd: Command,
+    verb: str,
+    params: dict[str, str],
+    waits: bool,
+    rolls: dict[str, dict[str, Any]] | None = None,
+) -> list[Answer[Results]]:
+    """`verb` on each name; with `rolls`, what each rolling restart said is kept there, by
+    process name."""
+
     def act(daemon: Daemon, name: str) -> Results:
         path = command_path(name, verb)
         body = daemon.json("POST", path, params=params or None, waits=waits)
         try:
+            for result in body.get("rolling") or () if rolls is not None else ():
+                for process in (*result["restarted"], *result["left"], result["stopped_at"]):
+                    if process is not None and rolls is not None:
+                        rolls[process] = result
             done = body["results"]
             return [(p, bool(done[p.name])) for p in snapshots(body["processes"])]
         except (KeyError, TypeError) as exc:
@@ -153,8 +166,12 @@ def _act(cmd: Command, verb: str, params: dict[str, str], waits: bool) -> list[A
 
 def control(cmd: Command) -> int:
     verb, waited = cmd.args.command, not cmd.args.no_wait
-    answers = _act(cmd, verb, {"wait": "false"} if not waited else {}, waits=waited)
-    return _results(cmd, answers, lambda ok, p: outcome(verb, ok, waited, p))
+    params = {"wait": "false"} if not waited else {}
+    rolls: dict[str, dict[str, Any]] = {}
+    if getattr(cmd.args, "rolling", False):
+        params["rolling"] = "true"
+    answers = _act(cmd, verb, params, waits=waited, rolls=rolls)
+    return _results(cmd, answers, lambda ok, p: outcome(verb, ok, waited, p, rolls.get(p.name)))
 
 
 def signal(cmd: Command) -> int:
@@ -197,6 +214,9 @@ def reload(cmd: Command) -> int:
             cmd.fleet.warn(f"{head}\n{result.get('error', '')}")
         elif not cmd.args.json:
             cmd.emit(*(cmd.prefixed(a, line) for line in reload_lines(result)))
+        if result.get("ok") and result.get("error"):  # applied, but a rolling restart stopped
+            rejected += 1
+            cmd.fleet.warn(cmd.prefixed(a, str(result["error"])))
     return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * rejected)
 
 

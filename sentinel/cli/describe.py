@@ -26,6 +26,7 @@ STATE_COLOURS: dict[ProcessState, str | None] = {
 HEALTH_COLOURS = {Health.HEALTHY: GREEN, Health.UNHEALTHY: RED}
 EVENT_COLOURS = {
     "fatal": RED,
+    "waiting": YELLOW,
     "unhealthy": RED,
     "flapping": RED,
     "restart": YELLOW,
@@ -78,13 +79,27 @@ def detail(p: ProcessSnapshot) -> str:
         parts.append(f"next start in {p.backoff_remaining_seconds:.3g}s")
     if p.state is ProcessState.RUNNING:  # probes run only then; out of it, the detail says
         parts.append(p.failing_probes)  # why it left (`liveness failed 3x: ...`)
+    if p.state in (ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING):
+        parts.append(p.notify_phase)  # what the program says of itself, over sd_notify
+        parts.append(p.notify_status)
     return "; ".join(part for part in parts if part)
 
 
-def outcome(verb: str, ok: bool, waited: bool, process: ProcessSnapshot) -> str:
-    """What a start, stop or restart did to one process."""
+def outcome(
+    verb: str,
+    ok: bool,
+    waited: bool,
+    process: ProcessSnapshot,
+    roll: Mapping[str, Any] | None = None,
+) -> str:
+    """What a start, stop or restart (rolling: `roll` says how its program's went) did to
+    one process."""
     if not waited:
         return f"{verb} requested"
+    if roll is not None and roll.get("stopped_at") == process.name:
+        return f"ERROR (the rolling restart stopped here: {roll.get('detail', '')})"
+    if roll is not None and process.name in roll.get("left", ()):
+        return f"not restarted (the rolling restart stopped at {roll.get('stopped_at')})"
     if ok:
         return {"start": "started", "stop": "stopped", "restart": "restarted"}[verb]
     return f"ERROR ({process.state.name}: {process.detail or 'no detail'})"
@@ -139,6 +154,22 @@ def event_text(e: Mapping[str, Any]) -> str:
         return "; ".join(reload_lines(e)) if e.get("ok") else f"rejected: {e.get('error', '')}"
     if kind in ("fatal", "recovered", "healthy", "warning"):
         return str(e.get("detail", ""))
+    if kind in ("waiting",):
+        return str(e.get("detail", "") or "no longer waiting")
+    if kind == "readiness":
+        return f"{'ready' if e.get('ready') else 'not ready'}: {e.get('detail', '')}"
+    if kind == "rolling":
+        return f"{e.get('program')} {e.get('phase')} ({e.get('done')}/{e.get('total')}): " + str(
+            e.get("detail", "")
+        )
+    if kind == "notify":
+        said = [
+            k.upper() + "=1" for k in ("ready", "reloading", "stopping", "watchdog") if e.get(k)
+        ]
+        said += ["WATCHDOG=trigger"] if e.get("watchdog_trigger") else []
+        said += [f"MAINPID={e['mainpid']}"] if e.get("mainpid") is not None else []
+        said += [f"STATUS={e['status']}"] if e.get("status") is not None else []
+        return f"from pid {e.get('sender')}: " + " ".join(said)
     skip = {"event", "timestamp", "process", "group"}
     return " ".join(f"{k}={v}" for k, v in e.items() if k not in skip)
 

@@ -6,7 +6,9 @@ a thousand probes do not fire in the same millisecond, as the kubelet spreads th
 unscheduled when it leaves RUNNING. A startup probe runs alone
 until it passes once. Every result is a `probe_result` event; when liveness (or startup)
 fails failure_threshold times in a row the runner publishes `unhealthy`, and the daemon, the
-one place that wires this feedback, restarts the process with reason `liveness`.
+one place that wires this feedback, restarts the process with reason `liveness`. A readiness
+verdict (and the startup probe's pass, for a process without a readiness probe) is a
+`readiness` event, which the daemon hands to the supervisor for what waits on it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from sentinel.bus import EventBus
-from sentinel.events import Event, Healthy, ProbeResultEvent, StateChanged, Unhealthy
+from sentinel.events import Event, Healthy, ProbeResultEvent, Readiness, StateChanged, Unhealthy
 from sentinel.health import HealthTracker, ProbeKind, Verdict
 from sentinel.model import Probe, ProcessSpec
 from sentinel.probes import ProbeResult
@@ -26,12 +28,15 @@ from sentinel.probes.exec import ExecProber
 from sentinel.probes.http import HttpProber
 from sentinel.probes.tcp import probe_tcp
 from sentinel.snapshot import NO_PROBES, HealthStatus, ProbeStatus
-from sentinel.states import ProcessState
+from sentinel.states import Health, ProcessState
 from sentinel.untrusted import DETAIL_MAX, clean
 
 log = logging.getLogger(__name__)
 
 SpecLookup = Callable[[str], ProcessSpec | None]
+# A process whose readiness (or startup) probe has not run in this run: not ready. (Its state
+# may already be RUNNING while the event that starts its probes is still on its way.)
+NOT_YET_PROBED = HealthStatus(Health.UNKNOWN, False, ())
 
 
 class Scheduler(Protocol):
@@ -111,6 +116,9 @@ class ProbeRunner:
         restarted as unhealthy (so that why stays visible through its BACKOFF)."""
         watch = self._watches.get(name) or self._failed.get(name)
         if watch is None:
+            spec = self._spec_of(name)
+            if spec is not None and {"readiness", "startup"} & set(spec.probe_kinds):
+                return NOT_YET_PROBED  # not ready until its probe says so
             return NO_PROBES
         tracker = watch.tracker
         return HealthStatus(
@@ -183,6 +191,19 @@ class ProbeRunner:
             for other in watch.probes:
                 if other is not ProbeKind.STARTUP:
                     self._schedule(watch, other)
+            if ProbeKind.READINESS not in watch.probes:  # ready, as far as probes go
+                self._bus.publish(
+                    Readiness(process=spec.name, group=spec.group, ready=True, detail=result.detail)
+                )
+        elif verdict in (Verdict.READY, Verdict.NOT_READY):
+            self._bus.publish(
+                Readiness(
+                    process=spec.name,
+                    group=spec.group,
+                    ready=verdict is Verdict.READY,
+                    detail=result.detail,
+                )
+            )
         elif verdict is Verdict.UNHEALTHY:
             failures = watch.probes[kind].failure_threshold
             self._end(spec.name)  # no more probes for this pid: it is being restarted

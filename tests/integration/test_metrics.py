@@ -50,7 +50,7 @@ ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
 RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
 GRAFANA = "https://grafana.example.com/"
-REASONS = {"exited", "liveness", "manual", "reload"}
+REASONS = {"exited", "liveness", "manual", "reload", "watchdog"}
 STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
 PER_PROCESS = {
     "sentinel_program_up",
@@ -63,6 +63,13 @@ PER_PROCESS = {
     "sentinel_program_last_exit_code",
     "sentinel_program_cpu_seconds_total",
     "sentinel_program_resident_memory_bytes",
+    "sentinel_program_ready",
+    "sentinel_program_waiting",
+}
+PER_PROGRAM = {
+    "sentinel_rolling_restart_remaining",
+    "sentinel_rolling_restarts_total",
+    "sentinel_rolling_restart_stopped",
 }
 PER_PROBE = {
     "sentinel_probe_success",
@@ -222,6 +229,13 @@ def test_exposition_passes_promtool_and_has_every_series_from_start_up(sentinel:
         "readiness",
     }
     assert not_zero(off) == [("sentinel_program_state", {"state": "STOPPED"})]
+    # Each program has its rolling restart series from start-up, zeros.
+    for program in ("app", "off", "pool"):
+        series = [
+            s for s in samples if s.labels.get("program") == program and s.name in PER_PROGRAM
+        ]
+        assert {s.name for s in series} == PER_PROGRAM
+        assert all(s.value == 0 for s in series)
     assert value(off, "sentinel_program_state", state="STOPPED") == 1
     # Instances share their program; programs share their group (the group defaults to the
     # program's name).
@@ -689,7 +703,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         [programs.steady]
         command = {SLEEPER}
         start_seconds = 0
-        notify = false
+        alerts = false
         group = "svc"
         [programs.crashloop]
         command = {crash}
@@ -701,7 +715,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         command = {SLEEPER}
         start_seconds = 0
         backoff = {{ initial = "100ms", max = "200ms" }}
-        notify = false
+        alerts = false
         group = "svc"
         [programs.livefail.liveness]
         tcp = {{ port = {closed_port} }}
@@ -712,7 +726,7 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         start_seconds = "1s"
         start_retries = 1
         backoff = {{ initial = "100ms" }}
-        notify = false
+        alerts = false
         [programs.stuck]
         command = {crash}
         start_seconds = "10s"
@@ -721,11 +735,26 @@ def test_prometheus_scrapes_sentinel_and_the_rules_and_dashboard_work(
         # never flapping, so that its restart alerts keep failing (a flapping program's
         # restarts are not sent)
         flapping = {{ restarts = 1000000, window = "1s" }}
+        [programs.hung]
+        command = {SLEEPER}
+        start_seconds = 0
+        notify = true
+        watchdog = "300ms"  # and it never sends WATCHDOG=1
+        backoff = {{ initial = "100ms", max = "200ms" }}
+        alerts = false
+        [programs.rolled]
+        command = {SLEEPER}
+        instances = 2
+        start_seconds = 0
+        notify = true  # and it never sends READY=1: a roll stops at its first instance
+        rolling_timeout = "200ms"
+        alerts = false
     """
     daemon = sentinel(config)
     target = http_address(daemon)
     dead = f"127.0.0.1:{closed_port}"
     daemon.wait_event(lambda e: e["event"] == "fatal" and e["process"] == "fatal")
+    assert daemon.cli("restart", "--rolling", "rolled").returncode == 1
     good = daemon.config_path.read_text()
     daemon.config_path.write_text(
         good + '[programs.typo]\ncommand = "true"\nstop_timeout = "soon"\n'
@@ -790,7 +819,7 @@ def check_dashboard_rules_and_alerts(
     assert listed == {
         "job": {"sentinel"},
         "instance": {target},
-        "program": {"steady", "crashloop", "livefail", "fatal", "stuck"},
+        "program": {"steady", "crashloop", "livefail", "fatal", "stuck", "hung", "rolled"},
     }
     # The program variable lists programs (above); the per-program panels sum a program's
     # instances, and the Processes table has a row for each process.
@@ -810,8 +839,9 @@ def check_dashboard_rules_and_alerts(
             assert "steady" in processes, processes
             continue
         assert sorted(processes) == sorted(
-            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck"]
-        ), table["refId"]
+            ["steady", "crashloop_0", "crashloop_1", "livefail", "fatal", "stuck", "hung",
+             "rolled_0", "rolled_1"]
+        ), table["refId"]  # fmt: skip
         assert {(r["metric"]["process"], r["metric"]["program"]) for r in rows} >= {
             ("crashloop_0", "crashloop"),
             ("crashloop_1", "crashloop"),
@@ -850,6 +880,8 @@ def check_dashboard_rules_and_alerts(
         ("SentinelProgramFlapping", target, None, "crashloop"),
         ("SentinelLivenessFailing", target, "livefail", "livefail"),
         ("SentinelProgramStuckInBackoff", target, "stuck", "stuck"),
+        ("SentinelProgramWatchdogRestart", target, "hung", "hung"),
+        ("SentinelRollingRestartStopped", target, None, "rolled"),
         ("SentinelConfigReloadFailed", target, None, None),
         ("SentinelNotificationsFailing", target, None, None),
         ("SentinelDown", dead, None, None),

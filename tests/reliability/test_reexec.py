@@ -120,3 +120,49 @@ def test_reexec_is_refused_when_the_config_is_broken(
     assert result.returncode == 1
     assert "programs.a.command" in result.stderr
     assert daemon.status("a")["state"] == "RUNNING"
+
+
+# Pings the watchdog every 20 ms and counts the datagrams the socket refused.
+PINGER = """
+    import os, socket, time
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sent = failed = 0
+    while True:
+        try:
+            sock.sendto(f"READY=1\\nWATCHDOG=1\\nSTATUS={sent} sent, {failed} refused".encode(),
+                        os.environ["NOTIFY_SOCKET"])
+            sent += 1
+        except OSError:
+            failed += 1
+        time.sleep(0.02)
+"""
+
+
+def test_reexec_keeps_the_sd_notify_socket_and_the_watchdog(sentinel: StartSentinel) -> None:
+    """A program pinging its watchdog through a re-exec: its socket is handed over, so not one
+    datagram is refused, the watchdog is not missed, and its READY=1 and STATUS= are kept."""
+    daemon = sentinel(f"""
+        [programs.pinger]
+        command = {json.dumps(child(PINGER))}
+        notify = true
+        watchdog = "1s"
+        start_seconds = "notify"
+    """)
+    daemon.wait_event(state_is("pinger", "RUNNING"))
+    before = daemon.status("pinger")
+
+    for round_ in (1, 2):
+        assert daemon.cli("reexec").returncode == 0
+        wait_until(lambda n=round_: daemon.log().count("re-executed: adopted") == n, 20, "re-exec")
+        wait_until(lambda: answers(daemon), 20, "the control socket again")
+
+    def sent() -> int:
+        return int(daemon.status("pinger")["notify_status"].split()[0])
+
+    count = sent()
+    wait_until(lambda: sent() > count + 10, 10, "pings heard after the re-execs")
+    after = daemon.status("pinger")
+    assert (after["pid"], after["restarts"], after["ready"]) == (before["pid"], 0, True)
+    assert after["notify_status"].endswith(", 0 refused"), after["notify_status"]
+    assert not [e for e in daemon.events if e["event"] == "restart"]
+    assert daemon.terminate() == 0, daemon.log()

@@ -120,7 +120,7 @@ def test_alert_content_and_routing() -> None:
 
 
 def test_only_configured_events_and_enabled_programs() -> None:
-    """Events not listed in [notify].events, and programs with notify = false, send nothing."""
+    """Events not listed in [notify].events, and programs with alerts = false, send nothing."""
     n = notifier(Clock(), [], events=["fatal"])
     n.on_event(restart())
     n.on_event(Fatal(process="off", group="off", detail="x", exit_code=1))
@@ -250,3 +250,53 @@ def test_a_link_template_with_an_unknown_field_is_a_config_error() -> None:
     """A typo in a template is found when the config is read, not when an alert is sent."""
     with pytest.raises(ValueError, match=r"expected a URL with \{process\}"):
         NotifySection(runbook_url="https://wiki.example/{proces}")
+
+
+def test_a_stopped_roll_and_a_watchdog_restart_alert() -> None:
+    """A rolling restart that stopped is a `rolling` failure alert naming where; a watchdog
+    restart is a `restart` saying why, and not told twice after its backoff."""
+    from sentinel.events import RollingRestart  # noqa: PLC0415
+
+    n = notifier(Clock(), [])
+    for phase in ("started", "restarting", "ready", "restarting", "stopped"):
+        n.on_event(
+            RollingRestart(
+                process="web_1",
+                group="web",
+                program="web",
+                phase=phase,
+                done=1,
+                total=3,
+                detail="web_1 not ready within 2s (RUNNING: no READY=1 yet); web_2 not restarted",
+            )
+        )
+    (alert,) = queued(n)
+    assert (alert.kind, alert.notify_type) == ("rolling", "failure")
+    assert alert.headline == "web: rolling restart stopped at web_1"
+    assert "web_2 not restarted" in alert.body
+
+    n = notifier(Clock(), [])
+    n.on_event(BackoffStarted(process="web", group="web", attempt=2, delay=1.0))
+    n.on_event(
+        Restart(
+            process="web",
+            group="web",
+            reason=RestartReason.WATCHDOG,
+            exit_code=-15,
+            detail="no WATCHDOG=1 within 30s",
+            restarts=2,
+        )
+    )
+    assert [a.kind for a in queued(n)] == ["backoff"]  # one message per hang
+    n.on_event(
+        Restart(
+            process="web",
+            group="web",
+            reason=RestartReason.WATCHDOG,
+            exit_code=-15,
+            detail="no WATCHDOG=1 within 30s",
+            restarts=3,
+        )
+    )
+    (alert,) = queued(n)
+    assert alert.headline == "web restarted (no WATCHDOG=1 within 30s)"

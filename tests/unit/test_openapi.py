@@ -116,7 +116,7 @@ def test_every_documented_signal_is_one_sentinel_takes() -> None:
 def example(annotation: object) -> object:
     """A value of a field's type, as an event holds it."""
     values: dict[object, object] = {
-        str: "web", int: 3, float: 1.5, bool: True, int | None: None,
+        str: "web", int: 3, float: 1.5, bool: True, int | None: None, str | None: "warm",
         ProcessState: ProcessState.BACKOFF, RestartReason: RestartReason.LIVENESS,
         tuple[str, ...]: ("web", "worker"),
     }  # fmt: skip

@@ -126,15 +126,26 @@ def started(daemon: SentinelProcess, *names: str) -> SentinelProcess:
     return daemon
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelProcess]:
+    """A daemon with users, for the tests that change nothing it runs (a spawn would be a
+    new child for the leak guard): started once, for the module."""
+    directory = tmp_path_factory.mktemp("shared")
+    daemon = SentinelProcess(directory, config(TWO_GROUPS, users=True)).start()
+    yield started(daemon, "web", "api", "worker_0", "worker_1")
+    assert daemon.terminate() == 0, daemon.log()
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 
 def test_the_table_shows_every_program_and_filters_them(
-    sentinel: StartSentinel, page: Page, tmp_path: Path
+    shared: SentinelProcess, page: Page, tmp_path: Path
 ) -> None:
-    """Names, groups, states and pids as the daemon has them; filters by name, group, state."""
-    daemon = started(sentinel(config(TWO_GROUPS)), "web", "api", "worker_0", "worker_1")
-    page.goto(base_url(daemon))  # loopback without users: anyone may look
+    """Names, groups, states and pids as the daemon has them; filters by name, group, state;
+    on a phone, each process is a card and nothing scrolls sideways."""
+    daemon = shared
+    log_in(page, daemon, "viewer")
     expect(page.locator("#rows tr")).to_have_count(4)
     for name in ("web", "api", "worker_0", "worker_1"):
         expect(row(page, name).locator(".state-badge")).to_have_text("RUNNING")
@@ -223,9 +234,9 @@ def test_a_crash_shows_up_without_a_reload(sentinel: StartSentinel, page: Page) 
     assert restarted["restarts"] == 1
 
 
-def test_a_viewer_sees_no_controls(sentinel: StartSentinel, page: Page) -> None:
+def test_a_viewer_sees_no_controls(shared: SentinelProcess, page: Page) -> None:
     """No buttons for a viewer, no log; its forms would be refused anyway (403)."""
-    daemon = started(sentinel(config(TWO_GROUPS, users=True)), "web")
+    daemon = shared
     log_in(page, daemon, "viewer")
     expect(row(page, "web").locator(".state-badge")).to_have_text("RUNNING")
     assert page.locator("button[data-action], button[data-bulk], #reload").count() == 0
@@ -244,10 +255,10 @@ def test_a_viewer_sees_no_controls(sentinel: StartSentinel, page: Page) -> None:
 
 
 def test_logging_in_is_needed_when_anonymous_callers_get_nothing(
-    sentinel: StartSentinel, page: Page
+    shared: SentinelProcess, page: Page
 ) -> None:
     """With users, / sends to the login form; a wrong password is said; logging out ends it."""
-    daemon = started(sentinel(config(TWO_GROUPS, users=True)), "web")
+    daemon = shared
     page.goto(base_url(daemon))
     expect(page).to_have_url(re.compile(r"/ui/login\?next=%2F$"))
     page.get_by_label("User").fill("admin")
@@ -271,10 +282,10 @@ EVIL_PAGE = """<!doctype html><form method="post" action="{target}">
 <script>document.forms[0].submit()</script>"""
 
 
-def test_a_cross_site_form_post_is_refused(sentinel: StartSentinel, page: Page) -> None:
+def test_a_cross_site_form_post_is_refused(shared: SentinelProcess, page: Page) -> None:
     """A page on another origin posts a form at sentinel, with the victim logged in as admin:
     403, and the program runs on. So does a form without the session's token."""
-    daemon = started(sentinel(config(TWO_GROUPS, users=True)), "web")
+    daemon = shared
     pid = daemon.status("web")["pid"]
     log_in(page, daemon, "admin")
     target = f"{base_url(daemon)}/ui/programs/web/signal"
@@ -295,9 +306,9 @@ def test_a_cross_site_form_post_is_refused(sentinel: StartSentinel, page: Page) 
     assert daemon.status("web")["pid"] == pid and pid_alive(pid)
 
 
-def test_a_foreign_host_header_is_refused(sentinel: StartSentinel, page: Page) -> None:
+def test_a_foreign_host_header_is_refused(shared: SentinelProcess, page: Page) -> None:
     """A name that resolves to this host but is not sentinel's (DNS rebinding): 421."""
-    daemon = started(sentinel(config(TWO_GROUPS)), "web")
+    daemon = shared
     response = page.goto(base_url(daemon, host="rebind.test"))
     assert response is not None and response.status == 421
     assert "does not answer to that Host" in page.content()

@@ -120,6 +120,12 @@ class Credentials:
     def __bool__(self) -> bool:
         return bool(self._users)
 
+    def user(self, name: str) -> Principal | None:
+        """The configured user `name`, with their role, for a caller already known to be them
+        (a signed session of the web UI); None if there is no such user (any more)."""
+        known = self._users.get(name)
+        return Principal(name, known[1], authenticated=True) if known is not None else None
+
     def remembered(self, name: str, password: str) -> Principal | None:
         """The user, if this very password was verified before: cheap, for every request."""
         known = self._users.get(name)

@@ -7,7 +7,7 @@ import ctypes
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def require_binary(name: str, *extra_dirs: str) -> str:
     pytest.skip(message)
 
 
-def _descendants(root: int) -> set[int]:
+def descendants(root: int) -> set[int]:
     """Pids below `root`, read from /proc (children files list direct children per thread)."""
     found: set[int] = set()
     todo = [root]
@@ -73,11 +73,16 @@ def no_leaked_children() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def no_leaks() -> Iterator[None]:
-    """Fail if a child, grandchild or zombie of the test process started inside is left."""
-    before = _descendants(os.getpid())
+def no_leaks(ignore_below: Iterable[int] = ()) -> Iterator[None]:
+    """Fail if a child, grandchild or zombie of the test process started inside is left.
+    What runs below `ignore_below` (a browser, which starts and ends its renderers as it
+    likes) is not the test's to end."""
+    before = descendants(os.getpid())
     yield
-    leaked = sorted(_descendants(os.getpid()) - before)
+    spared = set(ignore_below)
+    for pid in ignore_below:
+        spared |= descendants(pid)
+    leaked = sorted(descendants(os.getpid()) - before - spared)
     if leaked:
         described = []
         for pid in leaked:

@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
     postgresql  # the bundled postgres_ready check against the real thing
     systemd  # systemd-analyze verify / security of the shipped unit; systemd-notify, a program speaking sd_notify
     faketime  # libfaketime: steps of the daemon's wall clock, under a real sentinel run
+    chromium  # the web UI's tests drive it with Playwright (no browser download)
 )
 
 if command -v apt-get >/dev/null 2>&1; then

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from sentinel import __version__
@@ -39,6 +39,7 @@ from sentinel.api.params import (
     WAIT,
 )
 from sentinel.api.security import Guard, ListenerPolicy, audit, requires
+from sentinel.api.ui.routes import WebUI
 from sentinel.audit import AuditLog
 from sentinel.auth import Credentials, Role
 from sentinel.errors import ConfigError, NoSuchProcess
@@ -273,15 +274,24 @@ def create_app(
     credentials: Credentials,
     audit_log: AuditLog | None,
 ) -> ASGIApp:
-    """The API for one listener, behind its guard: the JSON routes, and Supervisor's XML-RPC
-    on /RPC2, where each method checks its own role (xmlrpc.py)."""
+    """The API for one listener, behind its guard: the JSON routes, Supervisor's XML-RPC on
+    /RPC2, where each method checks its own role (xmlrpc.py), and on a TCP listener the web
+    UI (ui/), whose sessions the guard reads."""
     handlers: dict[Any, Any] = {
         NoSuchProcess: lambda _, exc: _error(404, str(exc)),
         BadRequest: lambda _, exc: _error(400, str(exc)),
     }
-    routes = [*api_routes(control), Route("/RPC2", _xmlrpc(control), methods=["POST"])]
+    routes: list[BaseRoute] = [
+        *api_routes(control),
+        Route("/RPC2", _xmlrpc(control), methods=["POST"]),
+    ]
+    sessions = None
+    if not policy.unix:  # the web UI is for browsers, which reach [control].http only
+        ui = WebUI(control, credentials)
+        routes += ui.routes()
+        sessions = ui.sessions
     app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, policy, credentials, audit_log)
+    return Guard(app, policy, credentials, audit_log, sessions)
 
 
 def create_metrics_app(

@@ -7,15 +7,21 @@ In order, for each HTTP request:
    through a name of its own.
 2. Cross-site (methods that change things): a foreign `Origin`, `Sec-Fetch-Site: cross-site`
    or `same-site`, or a body that is neither JSON nor XML (a form, text/plain: what a page
-   can send without asking) is refused with 403.
+   can send without asking) is refused with 403. On a listener that serves the web UI, a
+   URL-encoded form is let through to step 5, which wants its CSRF token.
 3. Size: a body over MAX_BODY is refused with 413 before a byte of it is read (or, sent
    without a length, once it passes MAX_BODY); a body that trickles for longer than
    BODY_TIMEOUT is cut off with 408. The guard reads the whole body of a request that may
    change something before the endpoint runs.
-4. Who: HTTP basic credentials of a configured user; else, on the unix socket, the peer's
-   uid (root and sentinel's own user are admin); else anonymous, with `anonymous_role`. A
-   wrong password is 401. Checking a password costs scrypt's tens of milliseconds, so it
-   runs off the event loop, one at a time, and a flood of attempts is refused with 429.
+4. Who: HTTP basic credentials of a configured user; else the user a signed session cookie
+   of the web UI names; else, on the unix socket, the peer's uid (root and sentinel's own
+   user are admin); else anonymous, with `anonymous_role`. A wrong password is 401.
+   Checking a password costs scrypt's tens of milliseconds, so it runs off the event loop,
+   one at a time, and a flood of attempts is refused with 429.
+5. CSRF (methods that change things, on a listener with sessions): a form, and any call
+   made on the strength of a session cookie, must carry the session's token (the form's
+   `csrf_token` field or an `X-CSRF-Token` header), else 403. A cookie is sent by the
+   browser on its own; the token only by a page that could read it, one of sentinel's.
 The principal is put in the scope; each route (and each XML-RPC method) says which role it
 needs (`requires`). Refused calls that would have changed something are audited.
 """
@@ -25,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,6 +48,9 @@ BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive
 MAX_PENDING_LOGINS = 8  # password checks waiting at once; more is a flood: 429
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BODY_TYPES = frozenset({"application/json", "text/xml", "application/xml"})
+FORM = "application/x-www-form-urlencoded"  # accepted with a session's CSRF token
+CSRF_FIELD = "csrf_token"  # the form field that carries it
+CSRF_HEADER = b"x-csrf-token"  # or this header
 PRINCIPAL = "sentinel.principal"  # scope key: the caller, a Principal
 GUARD = "sentinel.guard"  # scope key: the Guard that let the request in (it audits)
 PEER = "sentinel.peer"  # scope["state"] key, set by serve.py on the unix socket: (pid, uid, gid)
@@ -55,6 +66,17 @@ class ListenerPolicy:
     origins: frozenset[str]  # origins allowed to change things: "http://127.0.0.1:9001"
     anonymous: Role
     own_uid: int  # sentinel's own uid: a peer with it (or root) is admin on the unix socket
+
+
+class SessionStore(Protocol):
+    """Browser sessions (the web UI's): the user a signed cookie names, and the CSRF token
+    that belongs to the cookie."""
+
+    def principal(self, scope: Scope) -> Principal | None:
+        """The user a valid session cookie in the request names; None without one."""
+
+    def token_ok(self, scope: Scope, token: str) -> bool:
+        """Whether `token` is the CSRF token of the request's session cookie."""
 
 
 def principal_of(request: Request) -> Principal:
@@ -80,8 +102,10 @@ class Guard:
         policy: ListenerPolicy,
         credentials: Credentials,
         audit: AuditLog | None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self._app, self._policy, self._credentials, self._audit = app, policy, credentials, audit
+        self._sessions = sessions
         self._checking = asyncio.Semaphore(1)
         self._pending = 0
 
@@ -97,8 +121,8 @@ class Guard:
             return
         scope[GUARD] = self
         try:
-            principal = await self._principal(scope, headers)
-        except _TooManyLogins:
+            principal, by_session = await self._principal(scope, headers)
+        except TooManyLogins:
             await self.refuse(scope, 429, "too many password checks at once")(scope, receive, send)
             return
         if principal is None:
@@ -110,13 +134,24 @@ class Guard:
             # The whole body, read here: a refusal raised while an endpoint reads it would
             # meet Starlette's error middleware first, which answers 500.
             try:
-                receive = await limited.buffered()
+                body, receive = await limited.buffered()
             except _BodyRefused as exc:
                 await self.refuse(scope, exc.status, exc.message)(scope, receive, send)
+                return
+            if not self._csrf_ok(scope, headers, body, by_session):
+                message = (
+                    "cross-site request refused (no CSRF token of this session; reload the page)"
+                )
+                await self.refuse(scope, 403, message)(scope, receive, send)
                 return
         else:
             receive = limited
         await self._call(scope, receive, send)
+
+    async def login(self, name: str, password: str) -> Principal | None:
+        """The user, if `password` is theirs (a login form's check: the same as for basic
+        credentials, off the loop, one at a time); TooManyLogins in a flood."""
+        return self._credentials.remembered(name, password) or await self._check(name, password)
 
     def refuse(self, scope: Scope, status: int, message: str) -> Response:
         """The answer to a refused request, audited when it would have changed something."""
@@ -154,29 +189,52 @@ class Guard:
             site = headers.get(b"sec-fetch-site", [b"same-origin"])[-1]
             if site not in (b"same-origin", b"none"):
                 return 403, "cross-site request refused (Sec-Fetch-Site)"
-            if _has_body(headers) and _media_type(headers) not in BODY_TYPES:
-                return 403, "refused: a request that changes something must be JSON or XML-RPC"
+            if _has_body(headers) and not self._body_type_ok(_media_type(headers)):
+                return 403, "a request that changes something must be JSON or XML-RPC"
         lengths = headers.get(b"content-length", [])
         if lengths and (not lengths[0].isdigit() or int(lengths[0]) > MAX_BODY):
             return 413, f"request body over {MAX_BODY // 1024} KiB"
         return None
 
-    async def _principal(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> Principal | None:
-        """The caller; None when credentials were given and are wrong."""
+    def _body_type_ok(self, media_type: str) -> bool:
+        return media_type in BODY_TYPES or (media_type == FORM and self._sessions is not None)
+
+    async def _principal(
+        self, scope: Scope, headers: dict[bytes, list[bytes]]
+    ) -> tuple[Principal | None, bool]:
+        """The caller (None when credentials were given and are wrong), and whether a session
+        cookie is what vouches for them."""
         authorization = headers.get(b"authorization")
         if authorization is not None:
             given = _basic(authorization[-1])
             if given is None or not self._credentials:
-                return None
-            return self._credentials.remembered(*given) or await self._check(*given)
+                return None, False
+            return self._credentials.remembered(*given) or await self._check(*given), False
+        session = self._sessions.principal(scope) if self._sessions is not None else None
+        if session is not None:
+            return session, True
         peer = scope.get("state", {}).get(PEER)
         if peer is not None and peer[1] in (0, self._policy.own_uid):
-            return Principal(f"uid {peer[1]}", Role.ADMIN, authenticated=True)
-        return Principal("anonymous", self._policy.anonymous, authenticated=False)
+            return Principal(f"uid {peer[1]}", Role.ADMIN, authenticated=True), False
+        return Principal("anonymous", self._policy.anonymous, authenticated=False), False
+
+    def _csrf_ok(
+        self, scope: Scope, headers: dict[bytes, list[bytes]], body: bytes, by_session: bool
+    ) -> bool:
+        """A request that changes something carries its session's token when it is a form, or
+        when a session cookie is what authenticates it."""
+        if self._sessions is None:
+            return True
+        form = _media_type(headers) == FORM
+        if not (form or by_session):
+            return True
+        given = headers.get(CSRF_HEADER)
+        token = given[-1].decode("latin-1") if given else _form_field(body, CSRF_FIELD)
+        return token is not None and self._sessions.token_ok(scope, token)
 
     async def _check(self, name: str, password: str) -> Principal | None:
         if self._pending >= MAX_PENDING_LOGINS:
-            raise _TooManyLogins
+            raise TooManyLogins
         self._pending += 1
         try:
             async with self._checking:
@@ -200,8 +258,8 @@ class Guard:
             await self.refuse(scope, exc.status, exc.message)(scope, receive, send)
 
 
-class _TooManyLogins(Exception):
-    pass
+class TooManyLogins(Exception):
+    """More password checks are waiting than MAX_PENDING_LOGINS: a flood (429)."""
 
 
 class _BodyRefused(Exception):
@@ -236,9 +294,9 @@ class _LimitedBody:
                 self._deadline = None
         return message
 
-    async def buffered(self) -> Receive:
-        """Read the whole body now (_BodyRefused past the limits); a `receive` that gives it in
-        one message, then passes through."""
+    async def buffered(self) -> tuple[bytes, Receive]:
+        """Read the whole body now (_BodyRefused past the limits): the body, and a `receive`
+        that gives it in one message, then passes through."""
         chunks: list[bytes] = []
         while True:
             message = await self()
@@ -253,7 +311,7 @@ class _LimitedBody:
         async def replay() -> Message:
             return pending.pop() if pending else await self()
 
-        return replay
+        return b"".join(chunks), replay
 
 
 def _headers(scope: Scope) -> dict[bytes, list[bytes]]:
@@ -279,6 +337,17 @@ def _has_body(headers: dict[bytes, list[bytes]]) -> bool:
 def _media_type(headers: dict[bytes, list[bytes]]) -> str:
     value = headers.get(b"content-type", [b""])[-1].decode("latin-1")
     return value.split(";", 1)[0].strip().lower()
+
+
+def _form_field(body: bytes, name: str) -> str | None:
+    """The first value of field `name` in a URL-encoded form; None if absent or malformed."""
+    try:
+        fields = urllib.parse.parse_qsl(
+            body.decode("ascii"), max_num_fields=64, strict_parsing=True, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return next((value for key, value in fields if key == name), None)
 
 
 def _basic(value: bytes) -> tuple[str, str] | None:

@@ -1,4 +1,5 @@
-"""The shipped Prometheus assets: scrape config, alert rules and their tests, Grafana dashboard.
+"""The shipped Prometheus assets: scrape config and targets, alert rules and their tests, Grafana
+dashboard.
 
 promtool (Debian package `prometheus`) checks the config and rules and runs the rule unit tests;
 the dashboard is checked in plain Python against the conventions in DESIGN.md, and its queries
@@ -23,6 +24,7 @@ from tests.conftest import require_binary
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "conf" / "prometheus"
 SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+TARGETS = PROMETHEUS_DIR / "sentinel-targets.yml"
 ALERT_RULES = PROMETHEUS_DIR / "sentinel-alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "sentinel-alerts.test.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
@@ -118,9 +120,11 @@ def fill_variables(expr: str) -> str:
 
 
 def test_scrape_config_is_valid(promtool: str, tmp_path: Path) -> None:
-    """`promtool check config` accepts the scrape config and finds the rule file from any cwd."""
+    """`promtool check config` accepts the scrape config and finds the rule file and the
+    targets file (which it parses too) from any cwd."""
     output = run_promtool(promtool, "check", "config", str(SCRAPE_CONFIG), cwd=tmp_path)
     assert str(ALERT_RULES) in output, output
+    assert "WARNING" not in output, output  # e.g. 'file "sentinel-targets.yml" ... does not exist'
 
 
 def test_alert_rules_are_valid(promtool: str) -> None:
@@ -216,13 +220,27 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
         assert not all(cases.get(name, [[]])), f"{name}: no unit test case where it stays quiet"
 
 
-def test_scrape_config_scrapes_sentinel_and_loads_the_rules() -> None:
-    """The scrape job is "sentinel" on 127.0.0.1:9001/metrics and the alert rules are loaded."""
+def test_scrape_config_scrapes_every_host_and_sends_to_alertmanager() -> None:
+    """The job "sentinel" scrapes /metrics of the hosts listed in sentinel-targets.yml (one
+    entry per host, at its [metrics] listen port), loads the alert rules and sends the alerts,
+    without the link labels, to an Alertmanager."""
     config = load_yaml(SCRAPE_CONFIG)
     assert config["rule_files"] == [ALERT_RULES.name]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9001"]
+    assert "static_configs" not in job
+    assert job["file_sd_configs"] == [{"files": [TARGETS.name]}]
+    entries = load_yaml(TARGETS)
+    assert entries and all(len(entry["targets"]) == 1 for entry in entries), entries
+    hosts = [target.rsplit(":", 1) for entry in entries for target in entry["targets"]]
+    assert len({host for host, _ in hosts}) == len(hosts), hosts
+    assert {port for _, port in hosts} == {"9101"}  # the README's [metrics] listen
+    alerting = config["alerting"]
+    assert alerting["alert_relabel_configs"] == [
+        {"action": "labeldrop", "regex": "sentinel_(runbook|grafana)_url"}
+    ]
+    (alertmanagers,) = alerting["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"], alertmanagers
 
 
 # --- dashboard --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""A real Prometheus for the tests, on the shipped config.
+"""A real Prometheus and a real Alertmanager for the tests, on the shipped configs.
 
-It listens on 127.0.0.1:0 and does not say which port it got (except in a log line);
+Both listen on 127.0.0.1:0 and do not say which port they got (except in a log line);
 `listening_ports` reads it back from /proc: the socket inodes among the process's fds, matched
 against the LISTEN entries of /proc/net/tcp. Nothing ever picks a "free" port and hopes.
 """
@@ -24,6 +24,7 @@ from tests.integration.conftest import SentinelProcess, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_CONFIG = ROOT / "conf" / "prometheus" / "prometheus.yml"
 ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "conf" / "alertmanager" / "alertmanager.yml"
 # The link base URLs, set as external labels the way prometheus.yml's comments say.
 RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
 GRAFANA = "https://grafana.example.com/"
@@ -123,6 +124,25 @@ class Prometheus(Server):
         return result if data["resultType"] in ("vector", "matrix") else [{"value": result}]
 
 
+class Alertmanager(Server):
+    """A real Alertmanager, alone (an empty cluster address: no peers, no gossip port), its
+    state (silences, the notification log) in `directory`."""
+
+    name = "alertmanager"
+
+    def __init__(self, binary: str, directory: Path, config: dict[str, Any]) -> None:
+        argv = [binary, f"--storage.path={directory / 'data'}", "--cluster.listen-address="]
+        super().__init__([*argv, "--web.listen-address=127.0.0.1:0"], directory, config)
+
+    def alerts(self, *matchers: str) -> list[dict[str, Any]]:
+        """The alerts it holds (API v2), with their state: active, suppressed (silenced or
+        inhibited, and by what) or unprocessed."""
+        response = self.client.get("/api/v2/alerts", params=[("filter", m) for m in matchers])
+        assert response.status_code == 200, response.text
+        alerts: list[dict[str, Any]] = response.json()
+        return alerts
+
+
 def rules_firing_at_once(directory: Path) -> Path:
     """The shipped alert rules with every `for:` set to 0s: a test cannot wait 5-15 minutes."""
     rules = yaml.safe_load(ALERT_RULES.read_text())
@@ -162,4 +182,22 @@ def scrape_config(
         alertmanagers["static_configs"] = [{"targets": [alertmanager]}]
     else:
         del config["alerting"]["alertmanagers"]
+    return config
+
+
+def alertmanager_config(webhook: str) -> dict[str, Any]:
+    """The shipped alertmanager.yml with its route, grouping and inhibition as they are, but
+    timings of a second (group_wait, group_interval) and every receiver, under its own name,
+    a webhook to `webhook`/NAME."""
+    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    route = config["route"]
+    assert {"group_wait", "group_interval", "repeat_interval"} <= route.keys(), route
+    route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    config["receivers"] = [
+        {
+            "name": receiver["name"],
+            "webhook_configs": [{"url": f"{webhook}/{receiver['name']}", "send_resolved": True}],
+        }
+        for receiver in config["receivers"]
+    ]
     return config

@@ -97,17 +97,16 @@ class Webhook:
 
     def wait_for(self, match: Callable[[Notification], bool], timeout: float) -> Notification:
         """The first notification (received before or arriving now) that matches."""
-        found: list[Notification] = []
 
-        def arrived() -> bool:
-            found.extend(n for n in self.received if match(n))
-            return bool(found)
+        def first() -> Notification | None:
+            return next((n for n in self.received if match(n)), None)
 
         with self._changed:
-            if not self._changed.wait_for(arrived, timeout):
+            found = self._changed.wait_for(first, timeout)
+            if found is None:
                 got = [describe(n) for n in self.received]
                 raise AssertionError(f"no such notification within {timeout:.0f}s; got {got}")
-        return found[0]
+        return found
 
     def close(self) -> None:
         self.server.shutdown()

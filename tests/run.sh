@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
     python3-venv
     prometheus  # promtool, and the real Prometheus server the metrics tests start
+    prometheus-alertmanager  # amtool, and the real Alertmanager the fleet test routes alerts through
     monitoring-plugins-basic  # check_http, check_tcp as exec probes
     redis-server  # the bundled redis_ping check against the real thing
     postgresql  # the bundled postgres_ready check against the real thing

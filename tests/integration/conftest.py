@@ -19,11 +19,16 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pytest
 from aiosmtpd.smtp import SMTP
+
+from tests.conftest import require_binary
+
+if TYPE_CHECKING:
+    from tests.integration.monitoring import Alertmanager, Prometheus
 
 Event = dict[str, Any]
 
@@ -407,3 +412,43 @@ def smtp() -> Iterator[SmtpReceiver]:
     receiver = SmtpReceiver()
     yield receiver
     receiver.close()
+
+
+# --- Prometheus and Alertmanager (monitoring.py, which imports this module) ------------------
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+    """Start a real Prometheus on a config; it is stopped (SIGTERM, exit 0) at teardown."""
+    from tests.integration.monitoring import Prometheus  # noqa: PLC0415 - an import cycle
+
+    binary = require_binary("prometheus")
+    started: list[Prometheus] = []
+
+    def start(config: dict[str, Any]) -> Prometheus:
+        server = Prometheus(binary, tmp_path / f"prometheus-{len(started)}", config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Alertmanager]]:
+    """Start a real Alertmanager (Debian's prometheus-alertmanager) on a config; it is
+    stopped (SIGTERM, exit 0) at teardown."""
+    from tests.integration.monitoring import Alertmanager  # noqa: PLC0415 - an import cycle
+
+    binary = require_binary("prometheus-alertmanager")
+    started: list[Alertmanager] = []
+
+    def start(config: dict[str, Any]) -> Alertmanager:
+        server = Alertmanager(binary, tmp_path / f"alertmanager-{len(started)}", config)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,9 +1,6 @@
 """GET /metrics of a real sentinel: the exposition, the counters against the event stream, the
-process-tree gauges, and a real Prometheus scraping it with the shipped rules and dashboard.
-
-Prometheus listens on 127.0.0.1:0 and does not say which port it got (except in a log line);
-`listening_ports` reads it back from /proc: the socket inodes among the process's fds, matched
-against the LISTEN entries of /proc/net/tcp. Nothing ever picks a "free" port and hopes.
+process-tree gauges, and a real Prometheus scraping it with the shipped rules and dashboard
+(tests/integration/monitoring.py runs it).
 """
 
 from __future__ import annotations
@@ -41,15 +38,19 @@ from tests.integration.conftest import (
     state_is,
     wait_until,
 )
+from tests.integration.monitoring import (
+    ALERT_RULES,
+    GRAFANA,
+    ROOT,
+    RUNBOOKS,
+    Prometheus,
+    rules_firing_at_once,
+    scrape_config,
+)
 
 Start = Callable[[str], SentinelProcess]
 SLEEPER = json.dumps(child("import time; time.sleep(3600)"))
-ROOT = Path(__file__).resolve().parents[2]
-SCRAPE_CONFIG = ROOT / "conf" / "prometheus" / "prometheus.yml"
-ALERT_RULES = ROOT / "conf" / "prometheus" / "sentinel-alerts.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
-RUNBOOKS = "https://wiki.example.com/sentinel/runbooks.md"
-GRAFANA = "https://grafana.example.com/"
 REASONS = {"exited", "liveness", "manual", "reload", "watchdog"}
 STATES = {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN"}
 PER_PROCESS = {
@@ -487,130 +488,6 @@ def test_cpu_counter_does_not_go_back_when_a_descendant_is_orphaned(
 
 
 # --- 5. a real Prometheus ---------------------------------------------------------------------
-
-
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports `pid` listens on: its socket fds' inodes, matched in /proc/net/tcp{,6}."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state == "0A" and inode in inodes:  # 0A: TCP_LISTEN
-                    ports.add(int(local.rsplit(":", 1)[1], 16))
-    return ports
-
-
-class Prometheus:
-    """A real Prometheus server on 127.0.0.1:0 in `directory`, and its HTTP API."""
-
-    def __init__(self, binary: str, directory: Path, config: dict[str, Any]) -> None:
-        directory.mkdir()
-        self.config_path = directory / "prometheus.yml"
-        self.config_path.write_text(json.dumps(config))  # JSON is YAML
-        self.log_path = directory / "prometheus.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={self.config_path}",
-                    f"--storage.tsdb.path={directory / 'tsdb'}",
-                    "--web.listen-address=127.0.0.1:0",
-                ],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=directory,
-            )  # fmt: skip
-        self.port: int = wait_until(self._port, timeout=30, what="Prometheus to listen")
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-        wait_until(self._ready, timeout=30, what="Prometheus to be ready")
-
-    def _port(self) -> int | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
-        ports = listening_ports(self.proc.pid)
-        assert len(ports) <= 1, ports
-        return ports.pop() if ports else None
-
-    def _ready(self) -> bool:
-        return self.client.get("/-/ready").status_code == 200
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def api(self, path: str, **params: str) -> Any:
-        response = self.client.get(f"/api/v1/{path}", params=params)
-        body = response.json()
-        assert body["status"] == "success", f"{path} {params}: {body}"
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query; a bad expression fails at once (not after a timeout)."""
-        data = self.api("query", query=expr)
-        result: list[dict[str, Any]] = data["result"]
-        return result if data["resultType"] in ("vector", "matrix") else [{"value": result}]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(30)
-        self.client.close()
-        assert code == 0, self.log()
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
-    """Start a real Prometheus on a config; it is stopped (SIGTERM, exit 0) at teardown."""
-    binary = require_binary("prometheus")
-    started: list[Prometheus] = []
-
-    def start(config: dict[str, Any]) -> Prometheus:
-        server = Prometheus(binary, tmp_path / f"prometheus-{len(started)}", config)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-def rules_firing_at_once(directory: Path) -> Path:
-    """The shipped alert rules with every `for:` set to 0s: a test cannot wait 5-15 minutes."""
-    rules = yaml.safe_load(ALERT_RULES.read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule["for"] = "0s"
-    path = directory / "sentinel-alerts.yml"
-    path.write_text(json.dumps(rules))
-    return path
-
-
-def scrape_config(
-    targets: list[str], rule_file: Path, alertmanager: str | None = None
-) -> dict[str, Any]:
-    """The shipped prometheus.yml, scraping `targets` every second with `rule_file`, the
-    link base URLs set as its comments say, and alerts sent to `alertmanager` if given."""
-    config: dict[str, Any] = yaml.safe_load(SCRAPE_CONFIG.read_text())
-    config["global"] = {
-        "scrape_interval": "1s",
-        "scrape_timeout": "1s",
-        "evaluation_interval": "1s",
-        "external_labels": {
-            "sentinel_runbook_url": RUNBOOKS,
-            "sentinel_grafana_url": GRAFANA,
-        },
-    }
-    config["rule_files"] = [str(rule_file)]
-    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
-    job["static_configs"] = [{"targets": targets}]
-    if alertmanager:
-        config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
-    return config
 
 
 def grafana_expr(expr: str, variables: dict[str, str]) -> str:

@@ -13,19 +13,11 @@ import pytest
 import trustme
 
 from sentinel.auth import hash_password
-from tests.integration.conftest import SentinelProcess, child, state_is, wait_until
+from tests.integration.conftest import SentinelProcess, child, state_is
+from tests.integration.monitoring import metrics_address
 
 Start = Callable[[str], SentinelProcess]
 SLEEPER = json.dumps(child("import time; time.sleep(3600)"))
-
-
-def metrics_address(daemon: SentinelProcess) -> str:
-    """The listener's address, from sentinel's log (port 0 binds a free one)."""
-    found = wait_until(
-        lambda: re.search(r"metrics on https?://([\d.:]+)/metrics", daemon.log()),
-        what="the metrics listener",
-    )
-    return str(found[1])
 
 
 def test_only_metrics_any_host_and_the_process_own_metrics(sentinel: Start) -> None:

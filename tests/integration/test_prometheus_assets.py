@@ -1,6 +1,8 @@
-"""The shipped Prometheus assets: scrape config, alert rules and their tests, Grafana dashboard.
+"""The shipped Prometheus assets: scrape config and targets, alert rules and their tests, Grafana
+dashboard, and the Alertmanager config.
 
 promtool (Debian package `prometheus`) checks the config and rules and runs the rule unit tests;
+amtool (Debian package `prometheus-alertmanager`) checks the Alertmanager config and its routes;
 the dashboard is checked in plain Python against the conventions in DESIGN.md, and its queries
 are parsed by promtool too.
 """
@@ -23,10 +25,12 @@ from tests.conftest import require_binary
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "conf" / "prometheus"
 SCRAPE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+TARGETS = PROMETHEUS_DIR / "sentinel-targets.yml"
 ALERT_RULES = PROMETHEUS_DIR / "sentinel-alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "sentinel-alerts.test.yml"
 DASHBOARD = ROOT / "dashboards" / "sentinel.json"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
+ALERTMANAGER_CONFIG = ROOT / "conf" / "alertmanager" / "alertmanager.yml"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 VARIABLES = ["datasource", "job", "instance", "program"]
@@ -66,6 +70,17 @@ def run_promtool(promtool: str, *args: str, cwd: Path) -> str:
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"promtool {' '.join(args)} exited {done.returncode}:\n{output}"
     return output
+
+
+def run_amtool(amtool: str, *args: str, cwd: Path) -> str:
+    """Run amtool, assert it exits 0, return what it printed on stdout."""
+    done = subprocess.run(
+        [amtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, (
+        f"amtool {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    )
+    return done.stdout
 
 
 def import_yaml() -> ModuleType:
@@ -118,9 +133,11 @@ def fill_variables(expr: str) -> str:
 
 
 def test_scrape_config_is_valid(promtool: str, tmp_path: Path) -> None:
-    """`promtool check config` accepts the scrape config and finds the rule file from any cwd."""
+    """`promtool check config` accepts the scrape config and finds the rule file and the
+    targets file (which it parses too) from any cwd."""
     output = run_promtool(promtool, "check", "config", str(SCRAPE_CONFIG), cwd=tmp_path)
     assert str(ALERT_RULES) in output, output
+    assert "WARNING" not in output, output  # e.g. 'file "sentinel-targets.yml" ... does not exist'
 
 
 def test_alert_rules_are_valid(promtool: str) -> None:
@@ -216,13 +233,72 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
         assert not all(cases.get(name, [[]])), f"{name}: no unit test case where it stays quiet"
 
 
-def test_scrape_config_scrapes_sentinel_and_loads_the_rules() -> None:
-    """The scrape job is "sentinel" on 127.0.0.1:9001/metrics and the alert rules are loaded."""
+def test_scrape_config_scrapes_every_host_and_sends_to_alertmanager() -> None:
+    """The job "sentinel" scrapes /metrics of the hosts listed in sentinel-targets.yml (one
+    entry per host, at its [metrics] listen port), loads the alert rules and sends the alerts,
+    without the link labels, to an Alertmanager."""
     config = load_yaml(SCRAPE_CONFIG)
     assert config["rule_files"] == [ALERT_RULES.name]
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "sentinel"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9001"]
+    assert "static_configs" not in job
+    assert job["file_sd_configs"] == [{"files": [TARGETS.name]}]
+    entries = load_yaml(TARGETS)
+    assert entries and all(len(entry["targets"]) == 1 for entry in entries), entries
+    hosts = [target.rsplit(":", 1) for entry in entries for target in entry["targets"]]
+    assert len({host for host, _ in hosts}) == len(hosts), hosts
+    assert {port for _, port in hosts} == {"9101"}  # the README's [metrics] listen
+    alerting = config["alerting"]
+    assert alerting["alert_relabel_configs"] == [
+        {"action": "labeldrop", "regex": "sentinel_(runbook|grafana)_url"}
+    ]
+    (alertmanagers,) = alerting["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"], alertmanagers
+
+
+# --- alertmanager -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def amtool() -> str:
+    return require_binary("amtool")  # Debian's prometheus-alertmanager ships it
+
+
+def test_alertmanager_config_is_valid(amtool: str, tmp_path: Path) -> None:
+    """`amtool check-config` accepts alertmanager.yml, with its inhibit rule and receivers."""
+    output = run_amtool(amtool, "check-config", str(ALERTMANAGER_CONFIG), cwd=tmp_path)
+    assert "SUCCESS" in output and "1 inhibit rules" in output, output
+
+
+def test_alertmanager_pages_for_critical_alerts_and_chats_the_warnings(
+    amtool: str, tmp_path: Path
+) -> None:
+    """Every alert rule's alert reaches a receiver by its severity: critical the page,
+    warning the chat."""
+    wanted = {"critical": "page", "warning": "chat"}
+    for rule in alert_rules():
+        severity = rule["labels"]["severity"]
+        output = run_amtool(
+            amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}",
+            f"alertname={rule['alert']}", f"severity={severity}", "job=sentinel",
+            "instance=web1.example.com:9101", "program=web", "process=web_0", cwd=tmp_path,
+        )  # fmt: skip
+        assert output.splitlines()[0] == wanted[severity], (rule["alert"], output)
+
+
+def test_alertmanager_groups_and_inhibits_as_the_rules_recommend() -> None:
+    """The route groups by (alertname, job, instance, program) and the inhibit rule is the
+    one in sentinel-alerts.yml's header, so that the two cannot drift apart."""
+    header = re.match(r"(?:#.*\n)+", ALERT_RULES.read_text())
+    assert header
+    snippets = re.findall(r"^#   ((?:route|inhibit_rules):\n(?:#     .*\n)+)", header[0], re.M)
+    recommended = import_yaml().safe_load(re.sub(r"^#   ", "", "".join(snippets), flags=re.M))
+    assert recommended.keys() == {"route", "inhibit_rules"}, snippets
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    assert config["route"]["group_by"] == recommended["route"]["group_by"]
+    assert recommended["route"]["group_by"] == ["alertname", "job", "instance", "program"]
+    assert config["inhibit_rules"] == recommended["inhibit_rules"]
+    assert all("group_by" not in route for route in config["route"]["routes"])
 
 
 # --- dashboard --------------------------------------------------------------------------------

@@ -273,6 +273,10 @@ class Daemon:
         record_changes = self.bus.subscribe(
             lambda e: recorder.changed() if isinstance(e, StateChanged) else None
         )
+        if self._adopted:
+            # Before anything awaits: the watchdogs' deadlines run again from the hand-over,
+            # and the pings sent during the exec wait in these sockets, read before any timer.
+            self._reopen_notify_sockets()
         server, audit_log = self._open_control_plane()
         await server.start()
         self._scheduler.start()
@@ -325,12 +329,10 @@ class Daemon:
             self.config.socket_path.unlink()
         audit_log.close()
 
-    def _resume_adopted(self) -> None:
-        """After a re-exec: probes start again for what runs; autostart programs that were not
-        handed over (added to the config since) start."""
+    def _reopen_notify_sockets(self) -> None:
+        """After a re-exec: the sd_notify sockets handed over listen again (closed for what
+        no longer has notify on, or is no longer configured)."""
         for name, driver in self.supervisor.drivers.items():
-            if driver.state is ProcessState.RUNNING and driver.pid is not None:
-                self.probes.resume(name, driver.pid)
             inherited = self._notify_handover.pop(name, None)
             if inherited is not None and driver.spec.settings.notify:
                 self.notify_sockets.open(driver.spec, inherited)
@@ -339,6 +341,13 @@ class Daemon:
         for gone, fd in self._notify_handover.items():  # of processes no longer configured
             self.notify_sockets.release(gone, fd)
         self._notify_handover.clear()
+
+    def _resume_adopted(self) -> None:
+        """After a re-exec: probes start again for what runs; autostart programs that were not
+        handed over (added to the config since) start."""
+        for name, driver in self.supervisor.drivers.items():
+            if driver.state is ProcessState.RUNNING and driver.pid is not None:
+                self.probes.resume(name, driver.pid)
         new = [n for n, d in self.supervisor.drivers.items() if n not in self._adopted]
         for name in new:
             if self.supervisor.drivers[name].spec.settings.autostart:

@@ -156,7 +156,8 @@ class Guard:
     def refuse(self, scope: Scope, status: int, message: str) -> Response:
         """The answer to a refused request, audited when it would have changed something."""
         if scope["method"] not in SAFE_METHODS:
-            self.record(scope, f"{scope['method']} {scope['path']}", "", f"refused: {message}")
+            result = message if message.startswith("refused") else f"refused: {message}"
+            self.record(scope, f"{scope['method']} {scope['path']}", "", result)
         headers = {"WWW-Authenticate": REALM} if status == 401 else None
         return JSONResponse({"ok": False, "error": message}, status_code=status, headers=headers)
 
@@ -190,7 +191,7 @@ class Guard:
             if site not in (b"same-origin", b"none"):
                 return 403, "cross-site request refused (Sec-Fetch-Site)"
             if _has_body(headers) and not self._body_type_ok(_media_type(headers)):
-                return 403, "a request that changes something must be JSON or XML-RPC"
+                return 403, "refused: a request that changes something must be JSON or XML-RPC"
         lengths = headers.get(b"content-length", [])
         if lengths and (not lengths[0].isdigit() or int(lengths[0]) > MAX_BODY):
             return 413, f"request body over {MAX_BODY // 1024} KiB"

@@ -38,6 +38,13 @@ MIN_PIPE_SIZE = 1 << 16  # the kernel's default: never ask for less
 DRAIN_BUDGET = 8 << 20  # per loop callback, so one fast writer cannot starve the loop
 LINE_MAX = 1 << 16  # a longer line may be split at a rotation
 CHECK_EVERY = 1.0  # s: how often, while output flows, the file is checked to be in place
+# A writer in small pieces (a line-buffered program: a write per line) would wake the loop
+# for each one. After a drain that emptied the pipe of less than COALESCE_BELOW, the pipe is
+# left to fill for COALESCE_DELAY: one wake-up per millisecond at most, not one per write. A
+# pipe of PIPE_SIZE holds a millisecond at 1 GB/s, so the writer does not wait for it; a
+# smaller pipe (the kernel's limits) is drained at once, as is a pipe found full.
+COALESCE_BELOW = 1 << 18
+COALESCE_DELAY = 0.001  # s
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
@@ -81,6 +88,7 @@ class LogCapture:
         self._reopen(make_directory=True)
         self._started = False
         self._closed = False
+        self._paused: asyncio.TimerHandle | None = None  # set while the pipe is left to fill
         self._waiters: list[tuple[int, asyncio.Future[int]]] = []
 
     @property
@@ -139,8 +147,7 @@ class LogCapture:
     def hand_over(self) -> tuple[int, int]:
         """For a re-exec: store what the pipe holds, stop draining, and give up the pipe
         (both ends, left open across exec) for the next daemon; the file is closed."""
-        if self._started and self._loop is not None:
-            self._loop.remove_reader(self._read_fd)
+        self._stop_draining()
         self._pump(self._pipe_size)
         self._closed = True
         self._close_file()
@@ -153,8 +160,7 @@ class LogCapture:
         if self._closed:
             return
         self._closed = True
-        if self._started and self._loop is not None:
-            self._loop.remove_reader(self._read_fd)
+        self._stop_draining()
         # Our write end goes first: when no child holds the pipe, the drain ends at EOF. A
         # child still writing cannot keep us here: the pipe never holds more than its size.
         os.close(self._write_fd)
@@ -174,7 +180,22 @@ class LogCapture:
         if now - self._checked >= CHECK_EVERY:
             self._checked = now
             self.check()
-        self._pump(DRAIN_BUDGET)
+        moved = self._pump(DRAIN_BUDGET)
+        if 0 < moved < COALESCE_BELOW and self._pipe_size >= PIPE_SIZE and self._loop:
+            self._loop.remove_reader(self._read_fd)
+            self._paused = self._loop.call_later(COALESCE_DELAY, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._loop is not None:
+            self._loop.add_reader(self._read_fd, self._drain)
+
+    def _stop_draining(self) -> None:
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
+        if self._started and self._loop is not None:
+            self._loop.remove_reader(self._read_fd)
 
     def check(self) -> None:
         """Reopen the file if it is not where it should be (its directory was removed, or it
@@ -230,23 +251,25 @@ class LogCapture:
                 os.close(fd)
         self._fd = self._dir_fd = -1
 
-    def _pump(self, budget: int) -> None:
-        """Move up to `budget` bytes from the pipe to the file; stop when the pipe is empty."""
-        before = self._written
-        while budget > 0:
+    def _pump(self, budget: int) -> int:
+        """Move up to `budget` bytes from the pipe to the file; stop when the pipe is empty.
+        Returns how many bytes left the pipe (stored or dropped)."""
+        before, left = self._written, budget
+        while left > 0:
             try:
-                moved = self._move(min(budget, self._pipe_size))
+                moved = self._move(min(left, self._pipe_size))
             except BlockingIOError:
                 break  # the pipe is empty
             except OSError as exc:
                 # Disk full, I/O error, a failed rotation: dropping the chunk keeps the child
                 # running; blocking it until an operator frees space would be an outage.
-                moved = self._drop(min(budget, self._pipe_size), exc)
+                moved = self._drop(min(left, self._pipe_size), exc)
             if moved == 0:
                 break  # EOF (every write end is closed), or nothing left to drop
-            budget -= moved
+            left -= moved
         if self._written != before:
             self._wake()
+        return budget - left
 
     def _move(self, count: int) -> int:
         """Store up to `count` bytes from the pipe; return how many left the pipe."""

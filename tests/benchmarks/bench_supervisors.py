@@ -8,10 +8,11 @@
    baseline is the same child spawned directly (subprocess.Popen), timed the same way.
 2. Idle CPU: the daemon's utime + stime (/proc/PID/stat) over a window, with 500
    `sleep 3600` programs RUNNING, as % of one core; and its resident memory (VmRSS).
-3. Output capture, three workloads, 1 GiB each per run: zeros in 1 MiB writes
+3. Output capture, four workloads, 1 GiB each per run: zeros in 1 MiB writes
    (`dd bs=1M`); 71-byte log lines in 64 KiB writes (a program logging through a
    block-buffered stdout: writes cut lines anywhere); the same lines in 4 KiB writes (a small
-   buffer). The lines come from linewriter.py, run with this Python. The log rotates at
+   buffer); and the same lines a write each (a line-buffered program: 64 MiB per run, the
+   writer is slow). The lines come from linewriter.py, run with this Python. The log rotates at
    50 MiB (50 backups: nothing is deleted, so the log files add up to what was written); wall
    time from the start request until every byte is in the log files, and the daemon's CPU
    seconds over that time -> MB/s and CPU-s per GB. Three runs each, interleaved, medians
@@ -654,6 +655,12 @@ class Workload:
     title: str
     write_size: int  # bytes per write(2)
     lines: bool  # 71-byte log lines (linewriter.py), else zeros (dd)
+    most: int | None = None  # bytes per run at most: for a writer too slow for the full size
+
+    def total(self, run_bytes: int) -> int:
+        """What this workload writes in a run of `run_bytes`: a whole number of writes."""
+        size = run_bytes if self.most is None else min(run_bytes, self.most)
+        return size // self.write_size * self.write_size
 
     def argv(self, total: int) -> tuple[str, ...]:
         """The writer of `total` bytes: the program of both daemons, and of the baselines."""
@@ -668,6 +675,9 @@ WORKLOADS = (
     # 64 KiB is no multiple of 71: lines straddle writes, as they do out of a stdio buffer.
     Workload("lines64k", "71-byte lines in 64 KiB writes", 64 * KIB, lines=True),
     Workload("lines4k", "71-byte lines in 4 KiB writes", 4 * KIB, lines=True),
+    # A line-buffered program: a write, and a wake-up of the daemon, per line. Its writer
+    # makes some 50 MB/s at best, so a run is 64 MiB.
+    Workload("lines1", "71-byte lines, a write per line", 71, lines=True, most=64 * MIB),
 )
 RELAY = "cat relay"  # the second baseline: writer | cat > file
 
@@ -823,12 +833,9 @@ def captures(root: Path, settings: Settings) -> CaptureResults:
     """Both daemons up at once; for each run and workload, both daemons' captures (which one
     goes first alternates) and then the two baselines."""
     total, runs = settings.capture_bytes, settings.capture_runs
-    for workload in WORKLOADS:
-        if total % workload.write_size:
-            raise BenchmarkError(
-                f"{total} bytes per run: not a whole number of {workload.key} writes"
-            )
-    programs = {(run, w.key): writer(w, run, total) for run in range(runs) for w in WORKLOADS}
+    programs = {
+        (run, w.key): writer(w, run, w.total(total)) for run in range(runs) for w in WORKLOADS
+    }
     # At most one run's bytes are on disk at once (the scratch file of the page-cache priming,
     # a run's log files, a baseline's file: each is deleted before the next is written), plus
     # the last log file of each finished writer, which a daemon may still hold open.
@@ -860,12 +867,13 @@ def captures(root: Path, settings: Settings) -> CaptureResults:
             for i, workload in enumerate(WORKLOADS):
                 # Which daemon goes first alternates from one run of a workload to the next
                 # (and from one workload to the next, for the single run of --quick).
+                size = workload.total(total)
                 for daemon in daemons if (run + i) % 2 == 0 else daemons[::-1]:
-                    result = capture_once(daemon, programs[run, workload.key].name, total)
+                    result = capture_once(daemon, programs[run, workload.key].name, size)
                     record(workload, run, daemon.label, result, "")
-                result = direct_write(root, workload, total)
+                result = direct_write(root, workload, size)
                 record(workload, run, DIRECT, result, "the writer's own CPU; ")
-                result = cat_relay(root, workload, total)
+                result = cat_relay(root, workload, size)
                 record(workload, run, RELAY, result, "cat's own CPU; ")
     return results
 
@@ -1066,6 +1074,11 @@ def run(settings: Settings, root: Path, leftovers: list[str]) -> bool:
     print(
         f"ratio = sentinel / supervisord; MB = 10**6 bytes, GB = 10**9 bytes; capture figures: "
         f"the median of {settings.capture_runs} run(s) of {settings.capture_bytes // MIB} MiB"
+        + "".join(
+            f" ({w.key}: {w.total(settings.capture_bytes) / MIB:.0f} MiB)"
+            for w in WORKLOADS
+            if w.total(settings.capture_bytes) != settings.capture_bytes
+        )
     )
     print(
         f"direct spawn of the same child: p50 {direct.p50 * 1e3:.2f} ms, p90 {direct.p90 * 1e3:.2f} ms"

@@ -220,6 +220,35 @@ async def test_an_existing_file_is_appended_to(
     assert capture.read(0, 0) == (b"before a restart\nafter\n", 23)
 
 
+async def test_a_write_per_line_does_not_wake_the_loop_per_line(
+    make_capture: Callable[..., LogCapture], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line-buffered writer's 40 000 writes are drained in batches (the pipe is left to
+    fill for a millisecond after a small drain), not one wake-up each, and arrive whole."""
+    drains = 0
+    drain = LogCapture._drain
+
+    def counted(self: LogCapture) -> None:
+        nonlocal drains
+        drains += 1
+        drain(self)
+
+    monkeypatch.setattr(LogCapture, "_drain", counted)
+    capture = make_capture()
+    expected = lines(40_000)
+    code = textwrap.dedent(LINES_SOURCE) + textwrap.dedent("""
+        import os
+        for line in lines(40_000).splitlines(keepends=True):
+            os.write(1, line)
+    """)
+    await run_child(capture, code)
+    await wait_stored(capture, len(expected))
+    assert capture.path.read_bytes() == expected
+    # Drained as each write arrives, it took about 2000 wake-ups here; left to fill, about 20
+    # (a millisecond each: the writer takes some 50 ms).
+    assert drains < 400, f"{drains} wake-ups for 40 000 writes"
+
+
 async def test_aclose_stores_what_is_left_in_the_pipe(tmp_path: Path) -> None:
     """aclose drains the pipe into the file, fails pending waits, and may be called twice."""
     capture = LogCapture(tmp_path / "out.log", 0, 0)  # never started: nothing drains but aclose

@@ -147,7 +147,7 @@ def test_liveness_restart_and_fatal_messages(
     daemon = sentinel(f"""
         [notify]
         urls = ["{webhook.url()}", "{smtp.url()}"]
-        batch = "100ms"
+        batch = "1s"
         events = ["restart", "fatal", "unhealthy"]
         [programs.hung]
         command = {SLEEPER}
@@ -155,6 +155,7 @@ def test_liveness_restart_and_fatal_messages(
         backoff = {{ initial = "0s" }}
         [programs.hung.liveness]
         tcp = {{ port = {closed_port} }}
+        initial_delay = "2s"  # after broken's FATAL has gone out in a digest of its own
         period = "100ms"
         failure_threshold = 3
         [programs.broken]

@@ -198,43 +198,48 @@ def _results(
 # --- reload, shutdown -------------------------------------------------------------------------
 
 
-def reload(cmd: Command) -> int:
-    # 400: the new config was rejected; the body says why
+Accepted = list[tuple[Answer[Any], dict[str, Any]]]
+
+
+def _post_refusable(
+    cmd: Command, path: str, refused_head: str, *, waits: bool = False
+) -> tuple[list[Answer[Any]], Accepted, int]:
+    """POST `path` to every daemon; a 400 is a refusal, told on stderr under `refused_head`.
+    Returns the answers, the accepted results, and how many refused."""
     answers = cmd.fleet.ask(
-        lambda daemon, _: dict(daemon.json("POST", "/api/v1/reload", waits=True, accept=(400,)))
+        lambda daemon, _: dict(daemon.json("POST", path, waits=waits, accept=(400,)))
     )
     answered = [(a, a.value) for a in answers if a.value is not None]
     if cmd.args.json:
         emit_objects(cmd, answered)
-    rejected = 0
+    accepted = [(a, result) for a, result in answered if result.get("ok")]
     for a, result in answered:
         if not result.get("ok"):
-            rejected += 1
-            head = cmd.prefixed(a, "reload rejected, the running config is unchanged:")
-            cmd.fleet.warn(f"{head}\n{result.get('error', '')}")
-        elif not cmd.args.json:
+            cmd.fleet.warn(f"{cmd.prefixed(a, refused_head)}\n{result.get('error', '')}")
+    return answers, accepted, len(answered) - len(accepted)
+
+
+def reload(cmd: Command) -> int:
+    # 400: the new config was rejected; the body says why
+    answers, accepted, failed = _post_refusable(
+        cmd, "/api/v1/reload", "reload rejected, the running config is unchanged:", waits=True
+    )
+    for a, result in accepted:
+        if not cmd.args.json:
             cmd.emit(*(cmd.prefixed(a, line) for line in reload_lines(result)))
-        if result.get("ok") and result.get("error"):  # applied, but a rolling restart stopped
-            rejected += 1
+        if result.get("error"):  # applied, but a rolling restart stopped
+            failed += 1
             cmd.fleet.warn(cmd.prefixed(a, str(result["error"])))
-    return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * rejected)
+    return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * failed)
 
 
 def reexec(cmd: Command) -> int:
     # 400: the config on disk would be refused; nothing happened
-    answers = cmd.fleet.ask(
-        lambda daemon, _: dict(daemon.json("POST", "/api/v1/reexec", accept=(400,)))
+    answers, accepted, refused = _post_refusable(
+        cmd, "/api/v1/reexec", "re-exec refused, nothing changed:"
     )
-    answered = [(a, a.value) for a in answers if a.value is not None]
-    if cmd.args.json:
-        emit_objects(cmd, answered)
-    refused = 0
-    for a, result in answered:
-        if not result.get("ok"):
-            refused += 1
-            head = cmd.prefixed(a, "re-exec refused, nothing changed:")
-            cmd.fleet.warn(f"{head}\n{result.get('error', '')}")
-        elif not cmd.args.json:
+    if not cmd.args.json:
+        for a, _ in accepted:
             cmd.emit(cmd.prefixed(a, "re-executing; every program keeps running"))
     return cmd.fleet.finish(answers, [EXIT_NOT_IN_STATE] * refused)
 

@@ -1,5 +1,6 @@
-"""What each side of the command line loads: the daemon none of the client's libraries, a client
-none of the daemon's. Each is imported in a fresh interpreter, as `sentinel` would."""
+"""What each side of the command line loads: the daemon none of the client's libraries, nor
+those of what it may never be asked to do; a client none of the daemon's. Each is imported in
+a fresh interpreter, as `sentinel` would."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def test_the_daemon_loads_no_client() -> None:
     assert not loaded & {
         "httpx", "sentinel.cli.client", "sentinel.cli.commands", "sentinel.cli.fleet",
         "sentinel.cli.streams", "getpass",
+    }  # fmt: skip
+
+
+def test_the_daemon_loads_what_is_seldom_used_when_it_is_used() -> None:
+    """Probes (apscheduler), alerts (apprise), Supervisor's XML-RPC (defusedxml, xmlrpc), the
+    OpenAPI document and the importer are imported by the code that uses them, when it runs."""
+    loaded = modules_after("sentinel.cli", "sentinel.cli.local", "sentinel.daemon")
+    assert not loaded & {
+        "apscheduler", "sentinel.scheduling", "apprise", "defusedxml", "xmlrpc",
+        "xmlrpc.client", "sentinel.api.xmlrpc", "sentinel.api.openapi", "sentinel.importer",
     }  # fmt: skip
 
 

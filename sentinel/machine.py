@@ -39,7 +39,6 @@ from __future__ import annotations
 import enum
 import random
 import signal
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -245,7 +244,9 @@ class ProcessMachine:
         self.backoff_delay = 0.0  # the delay now pending in BACKOFF, 0 otherwise
         self.backoff_until: float | None = None  # monotonic time the pending delay ends
         self.flapping = False
-        self._restart_times: deque[float] = deque()  # automatic restarts within the window
+        # Automatic restarts within the window, oldest first. A list: an empty deque takes
+        # 760 bytes, and every process has one of these.
+        self._restart_times: list[float] = []
         self.detail = ""  # the last thing worth telling a user: a spawn error, how it exited
         self._pending: RestartRequest | _Crashed | _StartTimedOut | None = None  # once stopped
         self.hold: Dependencies | None = None  # dependencies not ready: spawns are held
@@ -301,7 +302,7 @@ class ProcessMachine:
         self.spawned_at, self.running_since = data["spawned_at"], data["running_since"]
         self.backoff_delay, self.backoff_until = data["backoff_delay"], data["backoff_until"]
         self.flapping = bool(data["flapping"])
-        self._restart_times = deque(float(t) for t in data["restart_times"])
+        self._restart_times = [float(t) for t in data["restart_times"]]
         self.detail = str(data["detail"])
         pending = data["pending"]
         if pending is None:
@@ -456,9 +457,12 @@ class ProcessMachine:
         if restart.reason not in _AUTOMATIC:
             return False  # a person's restart or a reload is not the program flapping
         policy = self.settings.flapping
-        self._restart_times.append(now)
-        while self._restart_times and now - self._restart_times[0] > policy.window:
-            self._restart_times.popleft()
+        times = self._restart_times
+        times.append(now)
+        stale = 0
+        while stale < len(times) and now - times[stale] > policy.window:
+            stale += 1
+        del times[:stale]
         self._do(SetTimer(TimerKind.FLAPPING, policy.window))  # re-armed by every restart
         if self.flapping or len(self._restart_times) < policy.restarts:
             return False

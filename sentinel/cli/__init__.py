@@ -9,6 +9,10 @@ Modules:
   describe  the status table and event lines, in words
   output    escaping what programs control, colours, tables
   local     run, check-config, notify-test, hash-password, import-supervisord
+  exitcodes the exit codes
+
+A command's module is imported when the command runs: the daemon's process holds none of the
+client's (httpx), a client none of the daemon's.
 
 Exit codes: 0 ok, 1 a named process is not in the wanted state (or a reload was rejected),
 2 a usage or connection error, on any host (fleet.py); 130 when interrupted (but a
@@ -18,18 +22,18 @@ Exit codes: 0 ok, 1 a named process is not in the wanted state (or a reload was 
 from __future__ import annotations
 
 import argparse
-import getpass
+import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel import __version__
-from sentinel.cli import commands, local, streams
-from sentinel.cli.client import Credentials
-from sentinel.cli.fleet import EXIT_NOT_IN_STATE, EXIT_OK, EXIT_USAGE, Fleet
-from sentinel.cli.servers import find_servers
+from sentinel.cli.exitcodes import EXIT_NOT_IN_STATE, EXIT_OK, EXIT_USAGE
 from sentinel.errors import ConfigError, ControlError
+
+if TYPE_CHECKING:
+    from sentinel.cli.client import Credentials
 
 __all__ = ["main"]
 
@@ -57,10 +61,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _client(run: Callable[[commands.Command], int]) -> Callable[[argparse.Namespace], int]:
-    """A client command's handler: find the servers, ask for the password, then `run`."""
+def _imported(where: str) -> Callable[..., int]:
+    """The function `module:name`, imported when the command runs: the daemon (`run`) never
+    loads the HTTP client (httpx), and a client command never loads the daemon (uvicorn)."""
+    module, name = where.split(":")
+
+    def call(*args: Any) -> int:
+        result: int = getattr(importlib.import_module(f"sentinel.cli.{module}"), name)(*args)
+        return result
+
+    return call
+
+
+def _client(where: str) -> Callable[[argparse.Namespace], int]:
+    """A client command's handler: find the servers, ask for the password, then run the
+    function `module:name` on them."""
+    run = _imported(where)
 
     def handler(args: argparse.Namespace) -> int:
+        from sentinel.cli.commands import Command  # noqa: PLC0415 (see _imported)
+        from sentinel.cli.fleet import Fleet  # noqa: PLC0415
+        from sentinel.cli.servers import find_servers  # noqa: PLC0415
+
         servers = find_servers(
             [*(args.servers or []), *getattr(args, "servers_after", [])],
             args.hosts,
@@ -74,7 +96,7 @@ def _client(run: Callable[[commands.Command], int]) -> Callable[[argparse.Namesp
             timeout=timeout,
             wait_limit=args.timeout,  # None: a start waits as long as the daemon does
         )
-        return run(commands.Command(fleet, args))
+        return run(Command(fleet, args))
 
     return handler
 
@@ -90,6 +112,8 @@ def credentials(user: str | None, environ: Mapping[str, str]) -> Credentials | N
                 f"--user {user} needs a password: set SENTINEL_PASSWORD "
                 "(there is no terminal to ask on)"
             )
+        import getpass  # noqa: PLC0415 (it loads termios: the daemon has no use for it)
+
         password = getpass.getpass(f"password for {user}: ")
     return user, password
 
@@ -155,33 +179,34 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: Any, help: str, *, remote: bool = True, json: str = ""
+        name: str, handler: str, help: str, *, remote: bool = True, json: str = ""
     ) -> argparse.ArgumentParser:
+        """`handler`: "module:function" in sentinel.cli."""
         # Local commands take the client options too, and ignore them: a wrapper that adds
         # -s to every command keeps working.
         p = sub.add_parser(name, parents=[config, client], help=help, description=help)
-        p.set_defaults(handler=_client(handler) if remote else handler)
+        p.set_defaults(handler=_client(handler) if remote else _imported(handler))
         if json:
             p.add_argument("--json", action="store_true", help=json)
         return p
 
-    p = command("run", local.run, "run the daemon in the foreground", remote=False)
+    p = command("run", "local:run", "run the daemon in the foreground", remote=False)
     # The daemon's own, when it re-executes itself (`sentinel reexec`): not for people.
     p.add_argument("--adopt-fd", type=int, default=None, help=argparse.SUPPRESS)
     command(
         "check-config",
-        local.check_config,
+        "local:check_config",
         "validate the config and print the processes",
         remote=False,
     )
     p = command(
-        "status", commands.status, "show the state of processes", json="a JSON array of processes"
+        "status", "commands:status", "show the state of processes", json="a JSON array of processes"
     )
     p.add_argument("names", nargs="*", metavar="NAME|GROUP:*")
     for verb in ("start", "stop", "restart"):
         p = command(
             verb,
-            commands.control,
+            "commands:control",
             f"{verb} processes and wait until they are there",
             json="a JSON array: name, ok, process",
         )
@@ -196,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
             )
     p = command(
         "signal",
-        commands.signal,
+        "commands:signal",
         "send a signal to processes",
         json="a JSON array: name, ok, process",
     )
@@ -204,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME|GROUP:*|all")
     p = command(
         "tail",
-        streams.tail,
+        "streams:tail",
         "show the end of a process's output",
         json="JSON objects: name, stream, offset, data",
     )
@@ -214,26 +239,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="the bytes as they are, even on a terminal")
     p = command(
         "events",
-        streams.events,
+        "streams:events",
         "print recent events; with -f, follow the stream",
         json="one JSON object a line, as the API sends them",
     )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     command(
         "notify-test",
-        local.notify_test,
+        "local:notify_test",
         "send a test alert to every configured URL",
         remote=False,
     )
     command(
         "hash-password",
-        local.hash_password,
+        "local:hash_password",
         "read a password on stdin (not echoed on a terminal), print its hash for [control] users",
         remote=False,
     )
     p = command(
         "import-supervisord",
-        local.import_supervisord,
+        "local:import_supervisord",
         "supervisord.conf -> sentinel TOML",
         remote=False,
     )
@@ -242,19 +267,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     command(
         "reload",
-        commands.reload,
+        "commands:reload",
         "re-read the config; restart only what changed",
         json="the result: ok, added, removed, changed, error",
     )
     command(
         "reexec",
-        commands.reexec,
+        "commands:reexec",
         "re-execute the daemon in place (an upgrade): every program keeps running",
         json="the daemon's answer",
     )
     command(
         "shutdown",
-        commands.shutdown,
+        "commands:shutdown",
         "stop every process, then the daemon",
         json="the daemon's answer",
     )

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from sentinel.cli.client import Daemon, DaemonError
 from sentinel.cli.describe import outcome, reload_lines, status_table
-from sentinel.cli.fleet import EXIT_NOT_IN_STATE, Answer, Fleet
+from sentinel.cli.exitcodes import EXIT_NOT_IN_STATE
+from sentinel.cli.fleet import Answer, Fleet
 from sentinel.cli.output import Style
 from sentinel.errors import ControlError
 from sentinel.snapshot import ProcessSnapshot

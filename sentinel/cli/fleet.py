@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Generic, TextIO, TypeVar
 
 from sentinel.cli.client import Credentials, Daemon, DaemonError
+from sentinel.cli.exitcodes import EXIT_OK, EXIT_USAGE
 from sentinel.cli.output import Style
 from sentinel.cli.servers import Server, Servers
 from sentinel.errors import ControlError
-
-EXIT_OK, EXIT_NOT_IN_STATE, EXIT_USAGE = 0, 1, 2
 
 T = TypeVar("T")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 
-from sentinel.cli.fleet import EXIT_NOT_IN_STATE, EXIT_OK, EXIT_USAGE
+from sentinel.cli.exitcodes import EXIT_NOT_IN_STATE, EXIT_OK, EXIT_USAGE
 from sentinel.cli.output import Style, table
 
 # The config's models (pydantic) are imported where they are used: a client command need not
@@ -62,6 +61,8 @@ def notify_test(args: argparse.Namespace) -> int:
 
 
 def hash_password(_: argparse.Namespace) -> int:
+    import getpass  # noqa: PLC0415 (termios: not for the daemon, which imports this module)
+
     from sentinel.auth import hash_password  # noqa: PLC0415 (only this command needs it)
 
     if sys.stdin.isatty():

@@ -39,12 +39,14 @@ DRAIN_BUDGET = 8 << 20  # per loop callback, so one fast writer cannot starve th
 LINE_MAX = 1 << 16  # a longer line may be split at a rotation
 CHECK_EVERY = 1.0  # s: how often, while output flows, the file is checked to be in place
 # A writer in small pieces (a line-buffered program: a write per line) would wake the loop
-# for each one. After a drain that emptied the pipe of less than COALESCE_BELOW, the pipe is
-# left to fill for COALESCE_DELAY: one wake-up per millisecond at most, not one per write. A
-# pipe of PIPE_SIZE holds a millisecond at 1 GB/s, so the writer does not wait for it; a
-# smaller pipe (the kernel's limits) is drained at once, as is a pipe found full.
-COALESCE_BELOW = 1 << 18
+# for each one, or keep a drain asking the pipe for each line. A drain stops when the pipe
+# holds less than CHASE_MIN; then, if at its rate since the last drain the writer would fill
+# at most COALESCE_SHARE of the pipe in COALESCE_DELAY (under 128 MB/s with a 1 MiB pipe),
+# the pipe is left to fill that long: one wake-up per millisecond at most, not one per
+# write, and never a writer kept waiting. A faster writer is drained as its writes arrive.
+CHASE_MIN = 1 << 10
 COALESCE_DELAY = 0.001  # s
+COALESCE_SHARE = 1 / 8
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 
 
@@ -70,6 +72,7 @@ class LogCapture:
         self._dir_fd = -1
         self._fd = -1  # -1: the file cannot be opened now: output is dropped, retried
         self._checked = 0.0  # monotonic time the file was last checked
+        self._drained = 0.0  # monotonic time of the last drain
         if pipe is None:
             self._read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
             # Only our end is non-blocking: children expect a blocking stdout.
@@ -181,7 +184,9 @@ class LogCapture:
             self._checked = now
             self.check()
         moved = self._pump(DRAIN_BUDGET)
-        if 0 < moved < COALESCE_BELOW and self._pipe_size >= PIPE_SIZE and self._loop:
+        since, self._drained = now - self._drained, now
+        slow = moved * COALESCE_DELAY < COALESCE_SHARE * self._pipe_size * since
+        if moved and slow and self._loop is not None:
             self._loop.remove_reader(self._read_fd)
             self._paused = self._loop.call_later(COALESCE_DELAY, self._resume)
 
@@ -256,17 +261,21 @@ class LogCapture:
         Returns how many bytes left the pipe (stored or dropped)."""
         before, left = self._written, budget
         while left > 0:
+            asked = min(left, self._pipe_size)
             try:
-                moved = self._move(min(left, self._pipe_size))
+                moved = self._move(asked)
             except BlockingIOError:
                 break  # the pipe is empty
             except OSError as exc:
                 # Disk full, I/O error, a failed rotation: dropping the chunk keeps the child
                 # running; blocking it until an operator frees space would be an outage.
-                moved = self._drop(min(left, self._pipe_size), exc)
-            if moved == 0:
-                break  # EOF (every write end is closed), or nothing left to drop
+                moved = self._drop(asked, exc)
             left -= moved
+            if moved < min(asked, CHASE_MIN):
+                # The pipe held less than CHASE_MIN: asking again right away would chase a
+                # writer that writes a little at a time, a system call per line it writes for
+                # as long as it writes. (A writer that brings more is followed: it pays.)
+                break
         if self._written != before:
             self._wake()
         return budget - left

@@ -31,11 +31,13 @@ def test_the_daemon_loads_no_client() -> None:
 
 def test_the_daemon_loads_what_is_seldom_used_when_it_is_used() -> None:
     """Probes (apscheduler), alerts (apprise), Supervisor's XML-RPC (defusedxml, xmlrpc), the
-    OpenAPI document and the importer are imported by the code that uses them, when it runs."""
+    OpenAPI document, the web UI's templates (jinja2) and the importer are imported by the
+    code that uses them, when it runs."""
     loaded = modules_after("sentinel.cli", "sentinel.cli.local", "sentinel.daemon")
     assert not loaded & {
         "apscheduler", "sentinel.scheduling", "apprise", "defusedxml", "xmlrpc",
         "xmlrpc.client", "sentinel.api.xmlrpc", "sentinel.api.openapi", "sentinel.importer",
+        "jinja2", "sentinel.api.ui.pages",
     }  # fmt: skip
 
 

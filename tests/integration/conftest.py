@@ -149,20 +149,25 @@ class SentinelProcess:
     # --- events -----------------------------------------------------------------------------
 
     def _read_events(self) -> None:
-        params = {"history": "1000"}  # replays what happened before this reader connected
-        transport = httpx.HTTPTransport(uds=str(self.socket))
+        """The event stream, over a socket of our own: HTTP/1.0, so the body is the bytes up
+        to the close, and the socket is closed whatever happens (httpx drops the socket of a
+        stream whose peer vanishes, as a daemon killed with SIGKILL does, without closing it)."""
+        request = b"GET /api/v1/events?history=1000 HTTP/1.0\r\nHost: sentinel\r\n\r\n"
         try:
-            with (
-                httpx.Client(
-                    transport=transport, base_url="http://sentinel", timeout=None
-                ) as client,
-                client.stream("GET", "/api/v1/events", params=params) as response,
-            ):
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        self._queue.put(json.loads(line[6:]))
-        except httpx.TransportError:
-            pass
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(self.socket))
+                sock.sendall(request)  # history: what happened before this reader connected
+                with sock.makefile("rb") as stream:
+                    status = stream.readline()
+                    assert status.split()[1:2] == [b"200"], status
+                    for line in stream:  # the head, up to its empty line
+                        if line in (b"\r\n", b"\n"):
+                            break
+                    for line in stream:
+                        if line.startswith(b"data: "):
+                            self._queue.put(json.loads(line[6:]))
+        except OSError:
+            pass  # the daemon went away
         finally:
             self._queue.put(None)
 

@@ -655,11 +655,14 @@ def test_group_and_all_results(rig: Rig) -> None:
         result("crasher", "crasher", 50, "SPAWN_ERROR: crasher"),
         result("web", "web"), result("worker_0", "workers"), result("worker_1", "workers"),
     ]  # fmt: skip
+    asked = time.time()
     assert rpc.supervisor.stopAllProcesses(False) == [
         result("web", "web"), result("worker_0", "workers"), result("worker_1", "workers"),
     ]  # fmt: skip
-    for name in ("web", "worker_0", "worker_1"):
-        rig.daemon.wait_state(name, "STOPPED")
+    for name in ("web", "worker_0", "worker_1"):  # in whatever order they stop
+        rig.daemon.wait_event(
+            lambda e, n=name: state_is(n, "STOPPED")(e) and e["timestamp"] >= asked
+        )
 
 
 def test_signals(rig: Rig) -> None:

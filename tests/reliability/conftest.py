@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,9 +56,5 @@ def kill_and_reap(pids: Iterable[int]) -> None:
 
 
 def kill_9(daemon: SentinelProcess) -> None:
-    """SIGKILL a daemon, as a crash would. Its event stream's reader then drops a socket that
-    httpx does not close when the peer vanishes mid-stream: collected here, quietly."""
+    """SIGKILL a daemon, as a crash would."""
     daemon.terminate(signal.SIGKILL)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()

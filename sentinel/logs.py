@@ -271,7 +271,8 @@ class LogCapture:
                 # running; blocking it until an operator frees space would be an outage.
                 moved = self._drop(asked, exc)
             left -= moved
-            if moved < min(asked, CHASE_MIN):
+            full = self._max_bytes and self._pos >= self._max_bytes  # it stopped at a rotation
+            if moved < min(asked, CHASE_MIN) and not full:
                 # The pipe held less than CHASE_MIN: asking again right away would chase a
                 # writer that writes a little at a time, a system call per line it writes for
                 # as long as it writes. (A writer that brings more is followed: it pays.)

@@ -220,6 +220,24 @@ async def test_an_existing_file_is_appended_to(
     assert capture.read(0, 0) == (b"before a restart\nafter\n", 23)
 
 
+@pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
+async def test_aclose_stores_all_the_pipe_holds_across_a_rotation_a_few_bytes_away(
+    tmp_path: Path, use_splice: bool
+) -> None:
+    """The file is 500 bytes short of max_bytes and the pipe holds 5 kB: the first move stops
+    at the rotation, and the rest still reaches the next file."""
+    path = tmp_path / "out.log"
+    old = lines(200)[:9500]
+    old = old[: old.rfind(b"\n") + 1]
+    path.write_bytes(old)
+    capture = LogCapture(path, 10_000 - (9500 - len(old)), 3, use_splice=use_splice)
+    expected = lines(50)  # ~5 kB: fits the smallest pipe, so the child exits undrained
+    await run_child(capture, writer("lines(50)"))
+    await capture.aclose()
+    stored = b"".join(f.read_bytes() for f in files_in_order(path))
+    assert stored == old + expected
+
+
 async def test_a_write_per_line_does_not_wake_the_loop_per_line(
     make_capture: Callable[..., LogCapture], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,16 @@ class ReadySampler:
         self._thread.join(30)
 
 
+def said_ready(daemon: SentinelProcess, instances: int) -> None:
+    """Wait for READY=1 from web_0 .. web_{instances - 1}."""
+    for instance in range(instances):
+        daemon.wait_event(
+            lambda e, i=instance: (
+                e["event"] == "notify" and e["process"] == f"web_{i}" and e["ready"]
+            )
+        )
+
+
 def test_a_rolling_restart_under_load_fails_no_request(
     sentinel: Start, tmp_path: Path, listeners: list[SharedListener]
 ) -> None:
@@ -129,12 +139,7 @@ def test_a_rolling_restart_under_load_fails_no_request(
         stop_timeout = "5s"
         rolling_timeout = "10s"
     """)
-    for instance in range(4):
-        daemon.wait_event(
-            lambda e, i=instance: (
-                e["event"] == "notify" and e["process"] == f"web_{i}" and e["ready"]
-            )
-        )
+    said_ready(daemon, 4)
     before = {p["name"]: p["pid"] for p in daemon.api("GET", "/api/v1/programs").json()}
     load = Load([listener.port for listener in listeners])
     sampler = ReadySampler(daemon)
@@ -176,12 +181,7 @@ def test_a_roll_stops_at_an_instance_that_never_becomes_ready(
         stop_timeout = "5s"
         rolling_timeout = "1s"
     """)
-    for instance in range(3):
-        daemon.wait_event(
-            lambda e, i=instance: (
-                e["event"] == "notify" and e["process"] == f"web_{i}" and e["ready"]
-            )
-        )
+    said_ready(daemon, 3)
     before = {p["name"]: p["pid"] for p in daemon.api("GET", "/api/v1/programs").json()}
     (tmp_path / "broken.1").touch()  # the new web_1 will never say READY=1
     result = daemon.cli("restart", "--rolling", "web", timeout=60)
@@ -249,12 +249,7 @@ def test_a_roll_takes_the_instances_that_are_not_ready_first(
         start_seconds = 0
         rolling_timeout = "1s"
     """)
-    for instance in range(2):
-        daemon.wait_event(
-            lambda e, i=instance: (
-                e["event"] == "notify" and e["process"] == f"web_{i}" and e["ready"]
-            )
-        )
+    said_ready(daemon, 2)
     before = {p["name"]: p["pid"] for p in daemon.api("GET", "/api/v1/programs").json()}
     result = daemon.cli("restart", "--rolling", "web", timeout=60)
     assert result.returncode == 1

@@ -307,11 +307,15 @@ def children_of(pid: int) -> list[int]:
 
 
 def zombies_under(pid: int) -> list[int]:
-    return [
-        p
-        for p in children_of(pid)
-        if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    ]
+    zombies = []
+    for p in children_of(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except FileNotFoundError:
+            continue  # reaped between the listing and the read: not a zombie
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            zombies.append(p)
+    return zombies
 
 
 def test_the_shipped_container_runs_as_pid_1(tmp_path: Path, as_pid_1: str) -> None:
